@@ -1,0 +1,151 @@
+"""The `memn2n` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+from components.babi_format import ALL_TASKS, TRAIN_SETS, BabiFormatError
+
+
+def task_list(value: str) -> list[int]:
+    """argparse type for '1,2,5' or '1-20'."""
+    tasks: list[int] = []
+    for part in value.split(","):
+        first, _, last = part.strip().partition("-")
+        try:
+            tasks.extend(range(int(first), int(last or first) + 1))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"not a task list: {value!r} (e.g. 1,2,5 or 1-20)"
+            ) from None
+    if unknown := sorted(set(tasks) - set(ALL_TASKS)):
+        raise argparse.ArgumentTypeError(f"unknown bAbI task(s) {unknown}; tasks are 1-20")
+    return sorted(set(tasks))
+
+
+class Elapsed:
+    """A one-line live status ('label ... 12.3 s') on a terminal; a start and end line otherwise."""
+
+    def __init__(self, label: str):
+        self.label, self._done = label, threading.Event()
+
+    def __enter__(self) -> Elapsed:
+        self.start = time.perf_counter()
+        if sys.stderr.isatty():
+            threading.Thread(target=self._tick, daemon=True).start()
+        else:
+            print(f"{self.label} ...", file=sys.stderr, flush=True)
+        return self
+
+    def _tick(self) -> None:
+        while not self._done.wait(0.25):
+            print(
+                f"\r{self.label} ... {time.perf_counter() - self.start:.1f} s",
+                end="",
+                file=sys.stderr,
+            )
+
+    def __exit__(self, exc_type, *_) -> None:
+        self._done.set()
+        self.seconds = time.perf_counter() - self.start
+        status = "failed" if exc_type else "done"
+        end = "\r" if sys.stderr.isatty() else ""
+        print(
+            f"{end}{self.label} ... {status} in {self.seconds:.1f} s", file=sys.stderr, flush=True
+        )
+
+
+def print_babi_summary(summary: dict) -> None:
+    """The per-task question counts as a table, with totals."""
+    print(f"{'task':>5} {'train':>8} {'eval':>8} {'test':>8}")
+    for task, counts in summary["per_task"].items():
+        print(f"{task:>5} {counts['train']:>8} {counts['eval']:>8} {counts['test']:>8}")
+    print(f"{'all':>5} {summary['train']:>8} {summary['eval']:>8} {summary['test']:>8}")
+    print(f"train+eval {summary['train'] + summary['eval']}, test {summary['test']}")
+
+
+def cmd_data_babi(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+    from components.babi_download import download_babi
+    from components.babi_export import export_babi
+
+    babi_dir = args.babi_dir
+    if babi_dir is None:
+        with Elapsed(f"downloading bAbI v1.2 into {args.cache_dir}"):
+            babi_dir = download_babi(args.cache_dir)
+    with Elapsed(f"Beam: {args.train_set} tasks {args.tasks[0]}-{args.tasks[-1]} -> {args.out}"):
+        summary = export_babi(
+            babi_dir, args.out, args.train_set, args.tasks, args.eval_every, beam_args
+        )
+    print_babi_summary(summary)
+    print(f"wrote {args.out}/{{train,eval,test}}/*.tfrecord.gz and {args.out}/summary.json")
+    return 0
+
+
+def cmd_pipeline_run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+    from pipeline.configs import PipelineConfig
+    from pipeline.local_runner import run, summarize_run
+
+    config = PipelineConfig(
+        babi_dir=args.babi_dir,
+        pipeline_root=args.pipeline_root,
+        train_set=args.train_set,
+        tasks=tuple(args.tasks),
+        **({"beam_args": tuple(beam_args)} if beam_args else {}),
+    )
+    with Elapsed(f"pipeline {config.pipeline_name} (LocalDagRunner) in {config.pipeline_root}"):
+        run(config)
+    print(summarize_run(config))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from components.babi_download import DEFAULT_CACHE_DIR
+
+    parser = argparse.ArgumentParser(
+        prog="memn2n",
+        description="End-To-End Memory Networks on TFX. Unknown --flags are passed to Beam.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    data = commands.add_parser("data", help="ingest datasets into TFRecords with Beam")
+    datasets = data.add_subparsers(dest="dataset", required=True)
+    babi = datasets.add_parser("babi", help="bAbI v1.2 -> DIR/{train,eval,test}/*.tfrecord.gz")
+    babi.add_argument("--babi-dir", help="folder holding en/ and en-10k/ (default: download)")
+    babi.add_argument("--out", required=True, help="output folder")
+    babi.add_argument("--train-set", choices=TRAIN_SETS, default="en")
+    babi.add_argument("--tasks", type=task_list, default=list(ALL_TASKS), help="e.g. 1,2,5 or 1-20")
+    babi.add_argument("--eval-every", type=int, default=10, help="hold out every Nth story")
+    babi.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, help="where downloads are kept")
+    babi.set_defaults(run=cmd_data_babi)
+
+    pipeline = commands.add_parser("pipeline", help="the TFX pipeline")
+    pipeline_commands = pipeline.add_subparsers(dest="pipeline_command", required=True)
+    local = pipeline_commands.add_parser("run", help="run the pipeline with LocalDagRunner")
+    local.add_argument("--babi-dir", required=True, help="folder holding en/ and en-10k/")
+    local.add_argument("--train-set", choices=TRAIN_SETS, default="en")
+    local.add_argument(
+        "--tasks", type=task_list, default=list(ALL_TASKS), help="e.g. 1,2,5 or 1-20"
+    )
+    local.add_argument("--pipeline-root", default="build/pipeline_root")
+    local.set_defaults(run=cmd_pipeline_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args, beam_args = build_parser().parse_known_args(argv)
+    if unexpected := [a for a in beam_args if not a.startswith("--")]:
+        print(f"memn2n: unexpected argument(s) {unexpected}", file=sys.stderr)
+        return 2
+    try:
+        return args.run(args, beam_args)
+    except (BabiFormatError, FileExistsError, ValueError) as e:
+        print(f"memn2n: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
