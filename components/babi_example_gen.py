@@ -7,11 +7,10 @@ each training file, so no story is in both) from the `_train.txt` files, `test` 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import apache_beam as beam
-import tensorflow as tf
 from tfx import types
 from tfx import v1 as tfx
 from tfx.components.example_gen import driver
@@ -21,79 +20,8 @@ from tfx.proto import example_gen_pb2
 from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 
-from components.babi_format import (
-    ALL_TASKS,
-    BabiQuestion,
-    TaskFile,
-    find_task_files,
-    is_eval_story,
-    parse_task_file,
-)
-
-SPLITS = ("train", "eval", "test")
-DEFAULT_EVAL_EVERY = 10
-
-
-def to_tf_example(question: BabiQuestion) -> tf.train.Example:
-    """The tf.Example of one question; text is kept as written, tokenization comes later."""
-
-    def strings(values: Sequence[str]) -> tf.train.Feature:
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode() for v in values]))
-
-    def ints(values: Sequence[int]) -> tf.train.Feature:
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
-
-    return tf.train.Example(
-        features=tf.train.Features(
-            feature={
-                "task": ints([question.task]),
-                "story_id": strings([question.story_id]),
-                "story": strings(question.story),
-                "question": strings([question.question]),
-                "answer": strings([question.answer]),
-                "supporting_facts": ints(question.supporting_facts),
-            }
-        )
-    )
-
-
-def split_of(task_file: TaskFile, question: BabiQuestion, eval_every: int) -> str:
-    """`test` for test files; `eval` for held-out training stories; `train` otherwise."""
-    if task_file.kind == "test":
-        return "test"
-    return "eval" if is_eval_story(question.story_index, eval_every) else "train"
-
-
-def _parse_to_split_examples(
-    task_file: TaskFile, eval_every: int
-) -> Iterator[tuple[str, tf.train.Example]]:
-    for question in parse_task_file(task_file):
-        yield split_of(task_file, question, eval_every), to_tf_example(question)
-
-
-@beam.ptransform_fn
-def BabiToExamples(  # noqa: N802 - Beam PTransform naming
-    pipeline: beam.Pipeline,
-    babi_dir: str,
-    train_set: str,
-    tasks: Sequence[int],
-    eval_every: int = DEFAULT_EVAL_EVERY,
-) -> dict[str, beam.PCollection]:
-    """Read the task files with Beam; returns {split: PCollection of tf.train.Example}."""
-    files = find_task_files(babi_dir, train_set, tasks)
-    parsed = (
-        pipeline
-        | "ListTaskFiles" >> beam.Create(files)
-        | "SpreadFiles" >> beam.Reshuffle()
-        | "ParseTaskFiles" >> beam.FlatMap(_parse_to_split_examples, eval_every)
-    )
-    by_split = parsed | "PartitionBySplit" >> beam.Partition(
-        lambda item, _: SPLITS.index(item[0]), len(SPLITS)
-    )
-    return {
-        split: by_split[i] | f"DropSplitKey[{split}]" >> beam.Values()
-        for i, split in enumerate(SPLITS)
-    }
+from components.babi_beam import DEFAULT_EVAL_EVERY, BabiToExamples
+from components.babi_format import ALL_TASKS, find_task_files
 
 
 def parse_tasks(value: str) -> list[int]:

@@ -14,7 +14,7 @@ import apache_beam as beam
 import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from components.babi_example_gen import DEFAULT_EVAL_EVERY, SPLITS, BabiToExamples
+from components.babi_beam import DEFAULT_EVAL_EVERY, SPLITS, BabiToExamples
 from components.babi_format import unwrap_babi_error
 
 SUMMARY_FILE = "summary.json"

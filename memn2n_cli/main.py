@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import time
 from collections.abc import Sequence
 
-from components.babi_format import ALL_TASKS, TRAIN_SETS, BabiFormatError
+from components.babi_format import ALL_TASKS, TRAIN_SETS, BabiFormatError, find_task_files
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
 
 
 def task_list(value: str) -> list[int]:
@@ -59,6 +62,17 @@ class Elapsed:
         )
 
 
+def format_tasks(tasks: Sequence[int]) -> str:
+    """[1, 2, 4, 5, 6] -> '1-2,4-6'."""
+    runs: list[list[int]] = []
+    for task in sorted(tasks):
+        if runs and task == runs[-1][-1] + 1:
+            runs[-1].append(task)
+        else:
+            runs.append([task])
+    return ",".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs)
+
+
 def print_babi_summary(summary: dict) -> None:
     """The per-task question counts as a table, with totals."""
     print(f"{'task':>5} {'train':>8} {'eval':>8} {'test':>8}")
@@ -70,13 +84,15 @@ def print_babi_summary(summary: dict) -> None:
 
 def cmd_data_babi(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     from components.babi_download import download_babi
-    from components.babi_export import export_babi
 
     babi_dir = args.babi_dir
     if babi_dir is None:
         with Elapsed(f"downloading bAbI v1.2 into {args.cache_dir}"):
             babi_dir = download_babi(args.cache_dir)
-    with Elapsed(f"Beam: {args.train_set} tasks {args.tasks[0]}-{args.tasks[-1]} -> {args.out}"):
+    find_task_files(babi_dir, args.train_set, args.tasks)  # a missing file fails before Beam starts
+    from components.babi_export import export_babi  # imports Beam and TensorFlow: seconds
+
+    with Elapsed(f"Beam: {args.train_set} tasks {format_tasks(args.tasks)} -> {args.out}"):
         summary = export_babi(
             babi_dir, args.out, args.train_set, args.tasks, args.eval_every, beam_args
         )
