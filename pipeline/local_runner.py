@@ -20,13 +20,16 @@ def run(config: PipelineConfig) -> None:
 
 
 def summarize_run(config: PipelineConfig) -> str:
-    """One line per execution recorded in the run's metadata: component, state and outputs."""
+    """One line per execution of the latest run in the metadata: component, state and outputs."""
     store = metadata_store.MetadataStore(
         tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
     )
     node_type = store.get_context_type("node").id
     lines = [f"{'component':<18} {'state':<9} outputs"]
-    for execution in store.get_executions():
+    latest_run = max(
+        store.get_contexts_by_type("pipeline_run"), key=lambda c: c.create_time_since_epoch
+    )
+    for execution in sorted(store.get_executions_by_context(latest_run.id), key=lambda e: e.id):
         [node] = [
             c for c in store.get_contexts_by_execution(execution.id) if c.type_id == node_type
         ]
