@@ -1,0 +1,154 @@
+"""The MemN2N Keras model: every variant's structure and behaviour."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import keras
+import numpy as np
+import pytest
+
+from model.memn2n import (
+    MemN2N,
+    MemN2NConfig,
+    RandomEmptyMemories,
+    position_encoding,
+    set_linear_start,
+)
+
+CONFIG = MemN2NConfig(vocab_size=30, sentence_size=5, memory_size=6, embedding_dim=8, hops=3)
+
+
+def batch(stories: int = 2, sentences: int = 2) -> dict[str, np.ndarray]:
+    """`stories` examples, each with `sentences` sentences of 3 words in the first slots."""
+    rng = np.random.default_rng(0)
+    story = np.zeros((stories, CONFIG.memory_size, CONFIG.sentence_size), "int32")
+    story[:, :sentences, :3] = rng.integers(1, CONFIG.vocab_size, (stories, sentences, 3))
+    query = np.zeros((stories, CONFIG.sentence_size), "int32")
+    query[:, :3] = rng.integers(1, CONFIG.vocab_size, (stories, 3))
+    return {"story": story, "query": query}
+
+
+def test_position_encoding_follows_the_formula():
+    weights = keras.ops.convert_to_numpy(position_encoding(np.array([3]), sentence_size=5, dim=4))[
+        0
+    ]
+    for j in range(1, 6):
+        for k in range(1, 5):
+            expected = (1 - j / 3) - (k / 4) * (1 - 2 * j / 3) if j <= 3 else 0.0
+            assert weights[j - 1, k - 1] == pytest.approx(expected)
+
+
+def test_output_and_attention_shapes():
+    outputs = MemN2N(CONFIG)(batch())
+    assert tuple(outputs["answer_logits"].shape) == (2, 30)
+    assert tuple(outputs["attention"].shape) == (2, 3, 6)
+
+
+@pytest.mark.parametrize(
+    ("tying", "temporal", "expected"),
+    [
+        ("adjacent", True, 8),  # E_0..E_3 and their temporal tables
+        ("adjacent", False, 4),
+        ("layerwise", True, 7),  # A, C, B, T_A, T_C, H, W
+        ("layerwise", False, 5),
+    ],
+)
+def test_weight_tying_shares_exactly_the_right_weights(tying, temporal, expected):
+    model = MemN2N(dataclasses.replace(CONFIG, weight_tying=tying, temporal=temporal))
+    model(batch())
+    assert len({id(v) for v in model.trainable_variables}) == expected
+    if tying == "adjacent":
+        assert model.b is model.a[0]
+        assert all(model.a[i + 1] is model.c[i] for i in range(CONFIG.hops - 1))
+    else:
+        assert len({id(layer) for layer in model.a}) == 1 and model.h is not None
+
+
+def test_linear_start_removes_and_restores_the_softmax():
+    model = MemN2N(CONFIG)
+    inputs = batch()
+    softmax = keras.ops.convert_to_numpy(model(inputs)["attention"])
+    np.testing.assert_allclose(softmax.sum(-1), 1.0, rtol=1e-5)
+    set_linear_start(model, True)
+    linear = keras.ops.convert_to_numpy(model(inputs)["attention"])
+    assert not np.allclose(linear.sum(-1), 1.0)
+    set_linear_start(model, False)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(model(inputs)["attention"]), softmax, rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize("linear", [False, True])
+def test_padding_slots_get_zero_attention(linear):
+    model = MemN2N(CONFIG)
+    set_linear_start(model, linear)
+    attention = keras.ops.convert_to_numpy(model(batch(sentences=2))["attention"])
+    assert np.all(attention[:, :, 2:] == 0)
+    assert np.all(attention[:, :, :2] != 0)
+
+
+def test_random_noise_acts_only_in_training():
+    layer = RandomEmptyMemories(rate=0.5, seed=1)
+    story = batch(stories=64, sentences=4)["story"]
+    same, in_use = layer(story, training=False)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(same), story)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(in_use)[:, :4], 1.0)
+
+    noisy, in_use = (keras.ops.convert_to_numpy(t) for t in layer(story, training=True))
+    assert not np.array_equal(noisy, story)
+    for original, shifted, used in zip(story, noisy, in_use, strict=True):
+        kept = [s for s in shifted if s.any()]
+        # Sentences keep their order; the oldest may fall off the end of the memory.
+        assert [tuple(s) for s in kept] == [tuple(s) for s in original[: len(kept)]]
+        empties = int(used.sum()) - len(kept)
+        assert empties >= 0 and len(kept) + empties <= CONFIG.memory_size
+
+
+def test_save_and_reload_give_identical_outputs(tmp_path):
+    model = MemN2N(dataclasses.replace(CONFIG, weight_tying="layerwise"))
+    inputs = batch()
+    before = model(inputs)
+    model.save(tmp_path / "memn2n.keras")
+    after = keras.saving.load_model(tmp_path / "memn2n.keras")(inputs)
+    for name in ("answer_logits", "attention"):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(after[name]), keras.ops.convert_to_numpy(before[name])
+        )
+
+
+def task1_fixture(count: int, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Synthetic bAbI task 1: '<person> moved to the <place>' x 2-6, 'where is <person>'."""
+    rng = np.random.default_rng(seed)
+    people, places = list(range(1, 5)), list(range(5, 11))
+    moved, to, the, where, is_ = 11, 12, 13, 14, 15
+    story = np.zeros((count, CONFIG.memory_size, CONFIG.sentence_size), "int32")
+    query = np.zeros((count, CONFIG.sentence_size), "int32")
+    answer = np.zeros(count, "int32")
+    for i in range(count):
+        location = {}
+        sentences = rng.integers(2, CONFIG.memory_size + 1)
+        for s in range(sentences):
+            person, place = rng.choice(people), rng.choice(places)
+            location[person] = place
+            story[i, sentences - 1 - s] = [person, moved, to, the, place]  # slot 0 = most recent
+        asked = rng.choice(list(location))
+        query[i, :3] = [where, is_, asked]
+        answer[i] = location[asked]
+    return {"story": story, "query": query}, answer
+
+
+def test_small_model_learns_task1_fixture():
+    keras.utils.set_random_seed(0)
+    model = MemN2N(dataclasses.replace(CONFIG, embedding_dim=20, random_noise=0.0), seed=0)
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.01),
+        loss={"answer_logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True)},
+    )
+    x, y = task1_fixture(2000, seed=1)
+    model.fit(x, {"answer_logits": y}, batch_size=32, epochs=15, verbose=0)
+    x_test, y_test = task1_fixture(500, seed=2)
+    predicted = keras.ops.convert_to_numpy(
+        model.predict(x_test, verbose=0)["answer_logits"]
+    ).argmax(-1)
+    assert (predicted == y_test).mean() > 0.95
