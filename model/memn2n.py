@@ -58,12 +58,8 @@ class SentenceEncoder(keras.layers.Layer):
 
     def __init__(self, vocab_size: int, dim: int, encoding: str, init_stddev: float, **kwargs):
         super().__init__(**kwargs)
-        self.vocab_size, self.dim, self.encoding, self.init_stddev = (
-            vocab_size,
-            dim,
-            encoding,
-            init_stddev,
-        )
+        self.vocab_size, self.dim = vocab_size, dim
+        self.encoding, self.init_stddev = encoding, init_stddev
 
     def build(self, input_shape) -> None:
         self.embeddings = self.add_weight(

@@ -19,20 +19,29 @@ def run(config: PipelineConfig) -> None:
     tfx.orchestration.LocalDagRunner().run(create_pipeline(config))
 
 
-def summarize_run(config: PipelineConfig) -> str:
-    """One line per execution of the latest run in the metadata: component, state and outputs."""
-    store = metadata_store.MetadataStore(
+def open_metadata_store(config: PipelineConfig) -> metadata_store.MetadataStore:
+    """The run's MLMD store (SQLite)."""
+    return metadata_store.MetadataStore(
         tfx.orchestration.metadata.sqlite_metadata_connection_config(config.metadata_path)
     )
+
+
+def component_name(store: metadata_store.MetadataStore, execution_id: int) -> str:
+    """The component an execution belongs to, e.g. 'StatisticsGen'."""
     node_type = store.get_context_type("node").id
+    contexts = store.get_contexts_by_execution(execution_id)
+    [node] = [c for c in contexts if c.type_id == node_type]
+    return node.name.split(".")[-1]
+
+
+def summarize_run(config: PipelineConfig) -> str:
+    """One line per execution of the latest run in the metadata: component, state and outputs."""
+    store = open_metadata_store(config)
     lines = [f"{'component':<18} {'state':<9} outputs"]
     latest_run = max(
         store.get_contexts_by_type("pipeline_run"), key=lambda c: c.create_time_since_epoch
     )
     for execution in sorted(store.get_executions_by_context(latest_run.id), key=lambda e: e.id):
-        [node] = [
-            c for c in store.get_contexts_by_execution(execution.id) if c.type_id == node_type
-        ]
         output_ids = [
             e.artifact_id
             for e in store.get_events_by_execution_ids([execution.id])
@@ -40,7 +49,7 @@ def summarize_run(config: PipelineConfig) -> str:
         ]
         uris = [a.uri for a in store.get_artifacts_by_id(output_ids)]
         state = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
-        lines.append(f"{node.name.split('.')[-1]:<18} {state:<9} {' '.join(uris)}")
+        lines.append(f"{component_name(store, execution.id):<18} {state:<9} {' '.join(uris)}")
     return "\n".join(lines)
 
 

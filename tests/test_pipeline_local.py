@@ -7,31 +7,21 @@ import glob
 
 import pytest
 import tensorflow as tf
-from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_metadata.proto.v0 import schema_pb2
-from tfx.orchestration import metadata
 from tfx.utils import io_utils
 
 from pipeline.configs import PipelineConfig
-from pipeline.local_runner import run
+from pipeline.local_runner import component_name, open_metadata_store, run
 from tests.conftest import fixture_files, write_babi
 
 BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
 
 
-def open_store(config: PipelineConfig) -> metadata_store.MetadataStore:
-    return metadata_store.MetadataStore(
-        metadata.sqlite_metadata_connection_config(config.metadata_path)
-    )
-
-
 def executions_by_component(store) -> dict[str, list]:
     result: dict[str, list] = {}
     for execution in store.get_executions():
-        component = store.get_contexts_by_execution(execution.id)
-        name = next(c.name for c in component if c.type_id == store.get_context_type("node").id)
-        result.setdefault(name.split(".")[-1], []).append(execution)
+        result.setdefault(component_name(store, execution.id), []).append(execution)
     return result
 
 
@@ -43,7 +33,7 @@ def test_pipeline_runs_example_gen_statistics_schema(babi_dir, tmp_path):
         beam_args=BEAM_ARGS,
     )
     run(config)
-    store = open_store(config)
+    store = open_metadata_store(config)
     executions = executions_by_component(store)
     assert set(executions) == {"BabiExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator"}
     complete = metadata_store_pb2.Execution.COMPLETE
@@ -75,7 +65,7 @@ def test_pipeline_runs_example_gen_statistics_schema(babi_dir, tmp_path):
         Exception, match=r"qa8_lists-sets_test.txt:2: expected '<numeric id> <text>'"
     ):
         run(bad)
-    store = open_store(bad)
+    store = open_metadata_store(bad)
     failed = [
         e
         for e in store.get_executions()
