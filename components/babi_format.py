@@ -70,17 +70,13 @@ class BabiQuestion:
     supporting_facts: tuple[int, ...]  # 0-based positions in `story`
 
 
-def find_task_files(babi_dir: str, train_set: str, tasks: Iterable[int]) -> list[TaskFile]:
-    """The train and test files of `tasks` in `babi_dir/train_set`, checking every file name."""
+def _task_file_index(babi_dir: str, train_set: str) -> dict[tuple[int, str], TaskFile]:
+    """{(task, "train"|"test"): file} for babi_dir/train_set, checking every file name."""
     if train_set not in TRAIN_SETS:
         raise ValueError(f"unknown training set {train_set!r}; expected one of {TRAIN_SETS}")
-    tasks = sorted(set(tasks))
-    if unknown := [t for t in tasks if t not in ALL_TASKS]:
-        raise ValueError(f"unknown bAbI task(s) {unknown}; tasks are 1-20")
     folder = os.path.join(babi_dir, train_set)
     if not os.path.isdir(folder):
         raise BabiFormatError(folder, "no such bAbI folder (expected <babi-dir>/en or /en-10k)")
-
     found: dict[tuple[int, str], TaskFile] = {}
     for name in sorted(os.listdir(folder)):
         path = os.path.join(folder, name)
@@ -91,15 +87,34 @@ def find_task_files(babi_dir: str, train_set: str, tasks: Iterable[int]) -> list
         if key in found:
             raise BabiFormatError(path, f"second {key[1]} file for task {key[0]}")
         found[key] = TaskFile(task=key[0], kind=key[1], path=path)
+    return found
 
+
+def _checked_tasks(tasks: Iterable[int]) -> list[int]:
+    tasks = sorted(set(tasks))
+    if unknown := [t for t in tasks if t not in ALL_TASKS]:
+        raise ValueError(f"unknown bAbI task(s) {unknown}; tasks are 1-20")
+    return tasks
+
+
+def find_task_files(babi_dir: str, train_set: str, tasks: Iterable[int]) -> list[TaskFile]:
+    """The train and test files of `tasks` in `babi_dir/train_set`, checking every file name."""
+    tasks = _checked_tasks(tasks)
+    found = _task_file_index(babi_dir, train_set)
     files = []
     for task in tasks:
         for kind in FILE_KINDS:
             if (task, kind) not in found:
-                missing = os.path.join(folder, f"qa{task}_*_{kind}.txt")
+                missing = os.path.join(babi_dir, train_set, f"qa{task}_*_{kind}.txt")
                 raise BabiFormatError(missing, f"missing task file (task {task}, {kind})")
             files.append(found[(task, kind)])
     return files
+
+
+def missing_tasks(babi_dir: str, train_set: str, tasks: Iterable[int]) -> list[int]:
+    """The tasks among `tasks` that lack their train or test file (en-10k has no qa3 train)."""
+    found = _task_file_index(babi_dir, train_set)
+    return [t for t in _checked_tasks(tasks) if any((t, k) not in found for k in FILE_KINDS)]
 
 
 def parse_task_file(task_file: TaskFile) -> list[BabiQuestion]:

@@ -118,6 +118,52 @@ def cmd_pipeline_run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     return 0
 
 
+def cmd_bench_babi(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+    find_task_files(args.babi_dir, args.train_set, [])  # a wrong folder fails before imports
+    import json
+
+    from model.babi_benchmark import run_babi_benchmark
+    from model.lstm import LSTMConfig
+    from model.training import override, paper_defaults, parse_assignments, read_settings_file
+
+    config = paper_defaults(args.mode) if args.model == "memn2n" else LSTMConfig()
+    if args.config:
+        config = override(config, read_settings_file(args.config), args.config)
+    if args.epochs is not None:
+        config = override(config, {"epochs": args.epochs}, "--epochs")
+    config = override(config, parse_assignments(config, args.set), "--set")
+
+    def report(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    with Elapsed(f"bench babi: {args.model} {args.mode} on {args.train_set}"):
+        result = run_babi_benchmark(
+            args.babi_dir,
+            args.train_set,
+            args.mode,
+            args.model,
+            args.tasks,
+            args.seeds,
+            config,
+            report,
+            beam_args,
+        )
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"{'task':>5} {'error %':>8}")
+    for task, error in result["per_task_error"].items():
+        print(f"{task:>5} {error:>8.1f}")
+    for task in result["missing_tasks"]:
+        print(f"{task:>5} {'missing':>8}")
+    print(
+        f"mean error {result['mean_error']:.1f}%, failed tasks (> 5%): "
+        f"{len(result['failed_tasks'])} {result['failed_tasks']}; "
+        f"{result['train_examples_per_sec']:.0f} training examples/s; wrote {args.out}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from components.babi_download import DEFAULT_CACHE_DIR
 
@@ -148,6 +194,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     local.add_argument("--pipeline-root", default="build/pipeline_root")
     local.set_defaults(run=cmd_pipeline_run)
+
+    bench = commands.add_parser("bench", help="benchmarks that write JSON results")
+    benchmarks = bench.add_subparsers(dest="benchmark", required=True)
+    bench_babi = benchmarks.add_parser(
+        "babi", help="train and test on bAbI; seeds chosen by validation error"
+    )
+    bench_babi.add_argument("--babi-dir", required=True, help="folder holding en/ and en-10k/")
+    bench_babi.add_argument("--train-set", choices=TRAIN_SETS, default="en")
+    bench_babi.add_argument("--mode", choices=("joint", "single"), default="joint")
+    bench_babi.add_argument("--model", choices=("memn2n", "lstm"), default="memn2n")
+    bench_babi.add_argument(
+        "--tasks", type=task_list, default=list(ALL_TASKS), help="e.g. 1,2,5 or 1-20"
+    )
+    bench_babi.add_argument("--seeds", type=int, default=1, help="models trained per unit")
+    bench_babi.add_argument("--epochs", type=int, help="epochs (after linear start for MemN2N)")
+    bench_babi.add_argument("--config", help="JSON file of settings overriding the defaults")
+    bench_babi.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="one setting, repeatable"
+    )
+    bench_babi.add_argument("--out", required=True, help="result JSON file")
+    bench_babi.set_defaults(run=cmd_bench_babi)
     return parser
 
 

@@ -53,13 +53,23 @@ def position_encoding(lengths, sentence_size: int, dim: int):
     return ops.where(j <= length, weights, 0.0)
 
 
-class SentenceEncoder(keras.layers.Layer):
-    """Embeds each word and sums over the sentence, weighted by position encoding if asked."""
+def word_weights(word_ids, encoding: str, dim: int):
+    """Each word's weight in its sentence's sum: l_kj for PE, 1 for bag of words, 0 for padding.
 
-    def __init__(self, vocab_size: int, dim: int, encoding: str, init_stddev: float, **kwargs):
+    word_ids: [..., J] int; returns [..., J, d] (PE) or [..., J, 1] (bag of words).
+    """
+    present = ops.cast(ops.not_equal(word_ids, 0), "float32")  # [..., J]
+    if encoding == "bow":
+        return ops.expand_dims(present, -1)
+    return position_encoding(ops.sum(present, axis=-1), word_ids.shape[-1], dim)
+
+
+class SentenceEncoder(keras.layers.Layer):
+    """One embedding matrix: each sentence becomes the weighted sum of its words' embeddings."""
+
+    def __init__(self, vocab_size: int, dim: int, init_stddev: float, **kwargs):
         super().__init__(**kwargs)
-        self.vocab_size, self.dim = vocab_size, dim
-        self.encoding, self.init_stddev = encoding, init_stddev
+        self.vocab_size, self.dim, self.init_stddev = vocab_size, dim, init_stddev
 
     def build(self, input_shape) -> None:
         self.embeddings = self.add_weight(
@@ -68,21 +78,15 @@ class SentenceEncoder(keras.layers.Layer):
             name="embeddings",
         )
 
-    def call(self, word_ids):
-        """word_ids: [..., J] int; returns [..., d]."""
-        present = ops.cast(ops.not_equal(word_ids, 0), self.compute_dtype)  # [..., J]
-        words = ops.take(self.embeddings, word_ids, axis=0) * ops.expand_dims(present, -1)
-        if self.encoding == "position":
-            lengths = ops.sum(present, axis=-1)
-            words = words * position_encoding(lengths, word_ids.shape[-1], self.dim)
-        return ops.sum(words, axis=-2)
+    def call(self, word_ids, weights):
+        """word_ids [..., J] int, weights from `word_weights`; returns [..., d]."""
+        return ops.sum(ops.take(self.embeddings, word_ids, axis=0) * weights, axis=-2)
 
     def get_config(self) -> dict:
         return {
             **super().get_config(),
             "vocab_size": self.vocab_size,
             "dim": self.dim,
-            "encoding": self.encoding,
             "init_stddev": self.init_stddev,
         }
 
@@ -117,9 +121,9 @@ class TemporalEncoding(keras.layers.Layer):
 class RandomEmptyMemories(keras.layers.Layer):
     """RN: in training only, inserts empty memories among the story's sentences.
 
-    Each slot becomes empty with probability `rate`; the sentences move to older slots to make
-    room and the oldest fall off. Returns the new story and a mask of the slots in use
-    (sentences and inserted empties); empty padding slots are not in use.
+    Each slot becomes empty with probability `rate`; the sentences move to older slots (so
+    their temporal vectors change) and the oldest fall off. The empties hold no words and get
+    no attention, so the noise is in the time index, as in the paper's code.
     """
 
     def __init__(self, rate: float, seed: int | None = None, **kwargs):
@@ -128,18 +132,16 @@ class RandomEmptyMemories(keras.layers.Layer):
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, story, training: bool = False):
-        """story: [B, N, J] int; returns (story [B, N, J], in_use [B, N] float)."""
-        has_words = ops.any(ops.not_equal(story, 0), axis=-1)  # [B, N]
+        """story: [B, N, J] int; returns the story with empties inserted, [B, N, J]."""
         if not training or self.rate == 0:
-            return story, ops.cast(has_words, "float32")
+            return story
+        has_words = ops.any(ops.not_equal(story, 0), axis=-1)  # [B, N]
         noise = keras.random.uniform(ops.shape(has_words), seed=self.seed_generator) < self.rate
         noise = ops.logical_and(noise, has_words)  # insert only among the story's sentences
         inserted = ops.cumsum(ops.cast(noise, "int32"), axis=1)  # empties up to each slot [B, N]
         source = ops.arange(ops.shape(story)[1], dtype="int32") - inserted  # [B, N]
         moved = ops.take_along_axis(story, ops.expand_dims(ops.maximum(source, 0), -1), axis=1)
-        moved = moved * ops.cast(ops.expand_dims(ops.logical_not(noise), -1), story.dtype)
-        in_use = ops.logical_or(noise, ops.any(ops.not_equal(moved, 0), axis=-1))
-        return moved, ops.cast(in_use, "float32")
+        return moved * ops.cast(ops.expand_dims(ops.logical_not(noise), -1), story.dtype)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "rate": self.rate, "seed": self.seed}
@@ -176,7 +178,7 @@ class MemN2N(keras.Model):
         d, k, stddev = config.embedding_dim, config.hops, config.init_stddev
 
         def encoder(name: str) -> SentenceEncoder:
-            return SentenceEncoder(config.vocab_size, d, config.encoding, stddev, name=name)
+            return SentenceEncoder(config.vocab_size, d, stddev, name=name)
 
         def temporal(name: str) -> TemporalEncoding | None:
             return (
@@ -206,13 +208,24 @@ class MemN2N(keras.Model):
         self.hops = [MemoryHop(name=f"hop_{i + 1}") for i in range(k)]
 
     def call(self, inputs, training: bool = False):
-        story, in_use = self.random_noise(inputs["story"], training=training)
-        u = self.b(inputs["query"])  # [B, d]
+        story = self.random_noise(inputs["story"], training=training)
+        in_use = ops.cast(ops.any(ops.not_equal(story, 0), axis=-1), "float32")  # [B, N]
+        encoding, d = self.config.encoding, self.config.embedding_dim
+        story_weights = word_weights(story, encoding, d)  # [B, N, J, d or 1], shared by all
+        u = self.b(inputs["query"], word_weights(inputs["query"], encoding, d))  # [B, d]
+        memories: dict[str, object] = {}
+
+        def memory(encoder: SentenceEncoder, temporal: TemporalEncoding | None):
+            """[B, N, d]; each embedding of the story is computed once, however often it is used."""
+            if encoder.name not in memories:
+                encoded = encoder(story, story_weights)
+                memories[encoder.name] = temporal(encoded) if temporal is not None else encoded
+            return memories[encoder.name]
+
         attention = []
         for hop, memory_hop in enumerate(self.hops):
-            m_in, m_out = self.a[hop](story), self.c[hop](story)  # [B, N, d]
-            if self.config.temporal:
-                m_in, m_out = self.t_a[hop](m_in), self.t_c[hop](m_out)
+            m_in = memory(self.a[hop], self.t_a[hop])
+            m_out = memory(self.c[hop], self.t_c[hop])
             o, p = memory_hop(u, m_in, m_out, in_use)
             attention.append(p)
             u = (self.h(u) if self.h is not None else u) + o
