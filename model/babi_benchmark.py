@@ -152,7 +152,7 @@ def run_babi_benchmark(
         "mean_error": round(statistics.fmean(errors), 2),
         "failed_tasks": [t for t in present if per_task_error[str(t)] > FAILED_ABOVE],
         "selection": {"rule": SELECTION_RULE, "selected_seed": selected},
-        "seed_spread": _seed_spread(per_seed, units),
+        "seed_spread": _seed_spread(per_seed, mode),
         "per_seed": per_seed,
         "train_seconds": round(train_seconds, 1),
         "train_examples_per_sec": round(examples_trained / train_seconds, 1),
@@ -192,9 +192,9 @@ def _run_record(unit: str, seed: int, result: TrainResult, test_error: dict) -> 
     }
 
 
-def _seed_spread(per_seed: list[dict], units: list[tuple[str, list[int]]]) -> dict:
+def _seed_spread(per_seed: list[dict], mode: str) -> dict:
     """Mean test error and failed-task count of every seed (joint), or per task (single)."""
-    if units[0][0] == "joint":
+    if mode == "joint":
         means = [statistics.fmean(run["test_error"].values()) for run in per_seed]
         failed = [sum(e > FAILED_ABOVE for e in run["test_error"].values()) for run in per_seed]
         median = statistics.median(means)
@@ -202,8 +202,7 @@ def _seed_spread(per_seed: list[dict], units: list[tuple[str, list[int]]]) -> di
             "mean_error": {"min": min(means), "median": median, "max": max(means)},
             "failed_tasks": {"min": min(failed), "max": max(failed)},
         }
-    spread = {}
-    for unit, _ in units:
-        errors = [next(iter(r["test_error"].values())) for r in per_seed if r["unit"] == unit]
-        spread[unit] = {"min": min(errors), "max": max(errors)}
-    return spread
+    errors: dict[str, list[float]] = {}
+    for run in per_seed:
+        errors.setdefault(run["unit"], []).append(run["test_error"][run["unit"]])
+    return {unit: {"min": min(e), "max": max(e)} for unit, e in errors.items()}

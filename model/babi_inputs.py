@@ -104,25 +104,35 @@ def recent_sentences(story: Sequence[str], memory_size: int) -> list[str]:
     return list(reversed(story[-memory_size:]))
 
 
+def kept_text(text: BabiText, memory_size: int, tokens: Tokens) -> list[tuple[list[str], str]]:
+    """Each question's kept sentences (most recent first) and the question itself.
+
+    Every one of them is tokenized into `tokens` in one batch.
+    """
+    kept = [
+        (recent_sentences(story, memory_size), question)
+        for story, question in zip(text.story, text.question, strict=True)
+    ]
+    tokens.add(sentence for recent, question in kept for sentence in (*recent, question))
+    return kept
+
+
 def build_vocabulary(text: BabiText, memory_size: int, tokens: Tokens) -> list[str]:
     """[<pad>, <unk>, every word and answer of `text` in sorted order]."""
     words: set[str] = {answer_token(a) for a in text.answer}
-    for story, question in zip(text.story, text.question, strict=True):
-        sentences = [*recent_sentences(story, memory_size), question]
-        tokens.add(sentences)
-        for sentence in sentences:
+    for recent, question in kept_text(text, memory_size, tokens):
+        for sentence in (*recent, question):
             words.update(tokens[sentence])
     return [PADDING, UNKNOWN, *sorted(words - {PADDING, UNKNOWN})]
 
 
 def sentence_size(text: BabiText, memory_size: int, tokens: Tokens) -> int:
     """J: the most words in any kept sentence or question of `text`."""
-    longest = 0
-    for story, question in zip(text.story, text.question, strict=True):
-        sentences = [*recent_sentences(story, memory_size), question]
-        tokens.add(sentences)
-        longest = max(longest, *(len(tokens[s]) for s in sentences))
-    return longest
+    return max(
+        len(tokens[sentence])
+        for recent, question in kept_text(text, memory_size, tokens)
+        for sentence in (*recent, question)
+    )
 
 
 def encode(
@@ -137,9 +147,7 @@ def encode(
 
     story = np.zeros((len(text), memory_size, sentence_size), "int32")
     query = np.zeros((len(text), sentence_size), "int32")
-    for row, (sentences, question) in enumerate(zip(text.story, text.question, strict=True)):
-        recent = recent_sentences(sentences, memory_size)
-        tokens.add([*recent, question])
+    for row, (recent, question) in enumerate(kept_text(text, memory_size, tokens)):
         for slot, sentence in enumerate(recent):
             sentence_ids = word_ids(sentence)
             story[row, slot, : len(sentence_ids)] = sentence_ids

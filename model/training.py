@@ -81,10 +81,11 @@ def override(config: Settings, changes: dict, source: str) -> Settings:
 
 def parse_assignments(config: Settings, assignments: Sequence[str]) -> dict:
     """["epochs=40", "linear_start=false"] -> {"epochs": 40, "linear_start": False}, by type."""
+    names = {f.name for f in dataclasses.fields(config)}
     changes = {}
     for assignment in assignments:
         name, equals, text = assignment.partition("=")
-        if not equals or not hasattr(config, name):
+        if not equals or name not in names:
             raise ValueError(f"--set {assignment!r}: expected NAME=VALUE with a known NAME")
         current = getattr(config, name)
         try:
