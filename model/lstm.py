@@ -66,6 +66,11 @@ class LSTMBaseline(keras.Model):
         state = self.lstm(self.embedding(tokens), training=training)  # [B, units]
         return {"answer_logits": self.answer(state)}
 
+    @property
+    def input_dtype(self) -> str:
+        """Inputs are word ids (this also types the SavedModel's default signature)."""
+        return "int32"
+
     def get_config(self) -> dict:
         return {"config": dataclasses.asdict(self.config), "name": self.name}
 

@@ -26,6 +26,10 @@ class MemN2NConfig:
     embedding_dim: int = 20  # d
     hops: int = 3  # K
     encoding: str = "position"  # "bow" or "position" (PE)
+    # PE weights are l_kj times this. The paper's released code computes
+    # 1 + 4(k - (d+1)/2)(j - (J+1)/2)/(dJ), about twice the paper's formula; with 1.0, tasks 6
+    # and 16 stay at chance (BUILD_NOTES.md, "Position-encoding scale").
+    position_scale: float = 2.0
     temporal: bool = True  # learned T_A, T_C per memory slot
     random_noise: float = 0.1  # RN: fraction of empty memories inserted in training; 0 = off
     weight_tying: str = "adjacent"  # "adjacent" or "layerwise"
@@ -53,15 +57,17 @@ def position_encoding(lengths, sentence_size: int, dim: int):
     return ops.where(j <= length, weights, 0.0)
 
 
-def word_weights(word_ids, encoding: str, dim: int):
-    """Each word's weight in its sentence's sum: l_kj for PE, 1 for bag of words, 0 for padding.
+def word_weights(word_ids, encoding: str, dim: int, position_scale: float = 1.0):
+    """Each word's weight in its sentence's sum: scaled l_kj for PE, 1 for bag of words, 0 for
+    padding.
 
     word_ids: [..., J] int; returns [..., J, d] (PE) or [..., J, 1] (bag of words).
     """
     present = ops.cast(ops.not_equal(word_ids, 0), "float32")  # [..., J]
     if encoding == "bow":
         return ops.expand_dims(present, -1)
-    return position_encoding(ops.sum(present, axis=-1), word_ids.shape[-1], dim)
+    lengths = ops.sum(present, axis=-1)
+    return position_scale * position_encoding(lengths, word_ids.shape[-1], dim)
 
 
 class SentenceEncoder(keras.layers.Layer):
@@ -210,9 +216,11 @@ class MemN2N(keras.Model):
     def call(self, inputs, training: bool = False):
         story = self.random_noise(inputs["story"], training=training)
         in_use = ops.cast(ops.any(ops.not_equal(story, 0), axis=-1), "float32")  # [B, N]
-        encoding, d = self.config.encoding, self.config.embedding_dim
-        story_weights = word_weights(story, encoding, d)  # [B, N, J, d or 1], shared by all
-        u = self.b(inputs["query"], word_weights(inputs["query"], encoding, d))  # [B, d]
+        config = self.config
+        encoding, d, scale = config.encoding, config.embedding_dim, config.position_scale
+        story_weights = word_weights(story, encoding, d, scale)  # [B, N, J, d or 1], shared by all
+        query_weights = word_weights(inputs["query"], encoding, d, scale)  # [B, J, d or 1]
+        u = self.b(inputs["query"], query_weights)  # [B, d]
         memories: dict[str, object] = {}
 
         def memory(encoder: SentenceEncoder, temporal: TemporalEncoding | None):
@@ -234,6 +242,11 @@ class MemN2N(keras.Model):
         else:
             logits = self.w(u)
         return {"answer_logits": logits, "attention": ops.stack(attention, axis=1)}
+
+    @property
+    def input_dtype(self) -> str:
+        """Inputs are word ids (this also types the SavedModel's default signature)."""
+        return "int32"
 
     def build_from_config(self, build_config: dict) -> None:
         """Create every variable (by one call on padding) so that saved weights can load."""
