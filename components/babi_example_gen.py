@@ -61,7 +61,8 @@ class BabiExampleGen(base_beam_component.BaseBeamComponent):
     """bAbI v1.2 questions as tf.Examples in splits train, eval and test.
 
     The input config names one glob per split, so TFX's FileBasedDriver fingerprints the source
-    files: a changed file invalidates the cached output.
+    files: a changed file invalidates the cached output. `check_files=False` skips the local
+    check of the task files (for pipelines compiled to run where `babi_dir` is remote).
     """
 
     SPEC_CLASS = BabiExampleGenSpec
@@ -74,8 +75,11 @@ class BabiExampleGen(base_beam_component.BaseBeamComponent):
         train_set: str = "en",
         tasks: Sequence[int] = ALL_TASKS,
         eval_every: int = DEFAULT_EVAL_EVERY,
+        check_files: bool = True,
     ):
-        find_task_files(babi_dir, train_set, tasks)  # fail at construction, before anything runs
+        if check_files:  # fail at construction, before anything runs
+            find_task_files(babi_dir, train_set, tasks)
+            babi_dir = os.path.abspath(babi_dir)
         train_files, test_files = f"{train_set}/qa*_train.txt", f"{train_set}/qa*_test.txt"
         input_config = tfx.proto.Input(
             splits=[
@@ -85,7 +89,7 @@ class BabiExampleGen(base_beam_component.BaseBeamComponent):
             ]
         )
         spec = BabiExampleGenSpec(
-            input_base=os.path.abspath(babi_dir),
+            input_base=babi_dir,
             input_config=input_config,
             output_config=tfx.proto.Output(),
             output_data_format=example_gen_pb2.FORMAT_TF_EXAMPLE,

@@ -101,20 +101,46 @@ def cmd_data_babi(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     return 0
 
 
-def cmd_pipeline_run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
-    from pipeline.configs import PipelineConfig
-    from pipeline.local_runner import run, summarize_run
+def pipeline_config(args: argparse.Namespace, beam_args: Sequence[str], **fixed):
+    """PipelineConfig from --config FILE, then the command-line flags given, then `fixed`."""
+    from pipeline.configs import PipelineConfig, read_config_file
 
-    config = PipelineConfig(
-        babi_dir=args.babi_dir,
-        pipeline_root=args.pipeline_root,
-        train_set=args.train_set,
-        tasks=tuple(args.tasks),
-        **({"beam_args": tuple(beam_args)} if beam_args else {}),
-    )
+    values = read_config_file(args.config) if args.config else {}
+    flags = {
+        "babi_dir": args.babi_dir,
+        "train_set": args.train_set,
+        "tasks": tuple(args.tasks) if args.tasks else None,
+        "epochs": args.epochs,
+        "pipeline_root": args.pipeline_root,
+        "serving_dir": getattr(args, "serving_dir", None),
+        "beam_args": tuple(beam_args) if beam_args else None,
+    }
+    values.update({name: value for name, value in flags.items() if value is not None})
+    values.update(fixed)
+    if "babi_dir" not in values:
+        raise ValueError("no bAbI folder: give --babi-dir or babi_dir in --config")
+    return PipelineConfig(**values)
+
+
+def cmd_pipeline_run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+    config = pipeline_config(args, beam_args)
+    find_task_files(config.babi_dir, config.train_set, config.tasks)
+    from pipeline.local_runner import run
+    from pipeline.report import format_report, run_report
+
     with Elapsed(f"pipeline {config.pipeline_name} (LocalDagRunner) in {config.pipeline_root}"):
         run(config)
-    print(summarize_run(config))
+    report = run_report(config)
+    print(format_report(report))
+    return 0 if report.blessed else 3
+
+
+def cmd_pipeline_compile(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+    config = pipeline_config(args, beam_args, check_data=False)
+    from pipeline.kubeflow_v2_runner import compile_pipeline
+
+    compile_pipeline(config, args.output, args.image)
+    print(f"wrote the Kubeflow V2 pipeline spec {args.output} (image {args.image})")
     return 0
 
 
@@ -186,14 +212,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     pipeline = commands.add_parser("pipeline", help="the TFX pipeline")
     pipeline_commands = pipeline.add_subparsers(dest="pipeline_command", required=True)
-    local = pipeline_commands.add_parser("run", help="run the pipeline with LocalDagRunner")
-    local.add_argument("--babi-dir", required=True, help="folder holding en/ and en-10k/")
-    local.add_argument("--train-set", choices=TRAIN_SETS, default="en")
-    local.add_argument(
-        "--tasks", type=task_list, default=list(ALL_TASKS), help="e.g. 1,2,5 or 1-20"
+    local = pipeline_commands.add_parser(
+        "run", help="run the pipeline with LocalDagRunner; exits 3 if the model is not blessed"
     )
-    local.add_argument("--pipeline-root", default="build/pipeline_root")
+    compiled = pipeline_commands.add_parser("compile", help="compile for an orchestrator")
+    for command in (local, compiled):
+        command.add_argument("--config", help="JSON file of PipelineConfig fields")
+        command.add_argument("--babi-dir", help="folder holding en/ and en-10k/")
+        command.add_argument("--train-set", choices=TRAIN_SETS)
+        command.add_argument("--tasks", type=task_list, help="e.g. 1,2,5 or 1-20 (default all)")
+        command.add_argument("--epochs", type=int, help="epochs of both trainers")
+        command.add_argument("--pipeline-root", help="where artifacts go")
+    local.add_argument("--serving-dir", help="Pusher's destination (TF Serving layout)")
     local.set_defaults(run=cmd_pipeline_run)
+    compiled.add_argument("--engine", choices=("kubeflow-v2",), required=True)
+    compiled.add_argument("--output", required=True, help="pipeline spec JSON file")
+    compiled.add_argument("--image", default="memn2n:latest", help="image built from Dockerfile")
+    compiled.set_defaults(run=cmd_pipeline_compile)
 
     bench = commands.add_parser("bench", help="benchmarks that write JSON results")
     benchmarks = bench.add_subparsers(dest="benchmark", required=True)

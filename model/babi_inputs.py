@@ -155,3 +155,20 @@ def encode(
         query[row, : len(question_ids)] = question_ids
     answer = np.array([ids.get(answer_token(a), unknown) for a in text.answer], "int32")
     return BabiArrays(story, query, answer, text.task)
+
+
+def read_transformed(
+    file_patterns: Sequence[str], feature_spec: dict, memory_size: int, sentence_size: int
+) -> BabiArrays:
+    """Transform's output TFRecords (`story_ids`, `query_ids`, `answer_id`, `task`) as arrays."""
+    files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
+    if not files:
+        raise FileNotFoundError(f"no transformed examples match {list(file_patterns)}")
+    keys = ("story_ids", "query_ids", "answer_id", "task")
+    columns: dict[str, list[np.ndarray]] = {key: [] for key in keys}
+    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096):
+        parsed = tf.io.parse_example(batch, {key: feature_spec[key] for key in keys})
+        for key in keys:
+            columns[key].append(parsed[key].numpy())
+    story, query, answer, task = (np.concatenate(columns[key]).astype("int32") for key in keys)
+    return BabiArrays(story.reshape(-1, memory_size, sentence_size), query, answer, task)

@@ -3,40 +3,107 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 from components.babi_format import ALL_TASKS, TRAIN_SETS
+from model.preprocessing import DEFAULT_MEMORY_SIZE, DEFAULT_SENTENCE_SIZE
 
-PIPELINE_NAME = "memn2n_babi"
+PIPELINE_NAME = "memn2n-babi"
+MODES = ("joint", "single")
 
 
 @dataclasses.dataclass(frozen=True)
 class PipelineConfig:
-    """Where the data and outputs live and what to ingest; checked on construction."""
+    """Where the data and outputs live, what to ingest, train, and bless; checked on construction.
+
+    `memn2n_settings` and `lstm_settings` override fields of model.training.BabiTrainConfig
+    and model.lstm.LSTMConfig (checked by the Trainer's run_fn against those dataclasses).
+    """
 
     babi_dir: str
     pipeline_root: str = os.path.join("build", "pipeline_root")
+    serving_dir: str = os.path.join("build", "serving")
     metadata_path: str = ""  # default: <pipeline_root>/metadata.sqlite
     pipeline_name: str = PIPELINE_NAME
+    model_name: str = "babi"  # the served model: <serving_dir>/<model_name>/<version>/
     train_set: str = "en"
     tasks: tuple[int, ...] = ALL_TASKS
     eval_every: int = 10
+    memory_size: int = DEFAULT_MEMORY_SIZE  # N sentences
+    sentence_size: int = DEFAULT_SENTENCE_SIZE  # J words; longer sentences are cut
+    mode: str = "joint"  # the paper's joint or single-task defaults for MemN2N
+    epochs: int | None = None  # both models: MemN2N's epochs after LS, and the LSTM's
+    memn2n_settings: dict = dataclasses.field(default_factory=dict)
+    lstm_settings: dict = dataclasses.field(default_factory=lambda: {"epochs": 5})
+    seed: int = 1
+    mixed_precision: bool = False
+    min_accuracy: float = 0.7  # bless only above this test accuracy ...
+    baseline_margin: float = 0.05  # ... and this much above the LSTM baseline's
     beam_args: tuple[str, ...] = (
         "--direct_running_mode=multi_processing",
         "--direct_num_workers=0",  # one worker per core
     )
     enable_cache: bool = True
+    check_data: bool = True  # False when compiling for a cluster where babi_dir is remote
 
     def __post_init__(self) -> None:
-        if not os.path.isdir(self.babi_dir):
+        if self.check_data and not os.path.isdir(self.babi_dir):
             raise ValueError(f"babi_dir {self.babi_dir!r} is not a folder")
         if self.train_set not in TRAIN_SETS:
             raise ValueError(f"train_set {self.train_set!r} is not one of {TRAIN_SETS}")
         if not self.tasks or set(self.tasks) - set(ALL_TASKS):
             raise ValueError(f"tasks {self.tasks!r} must be a non-empty subset of 1-20")
-        if self.eval_every < 2:
-            raise ValueError(f"eval_every {self.eval_every} must be at least 2")
+        if self.mode not in MODES:
+            raise ValueError(f"mode {self.mode!r} is not one of {MODES}")
+        for name in ("eval_every",):
+            if getattr(self, name) < 2:
+                raise ValueError(f"{name} {getattr(self, name)} must be at least 2")
+        for name in ("memory_size", "sentence_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} {getattr(self, name)} must be at least 1")
+        if self.epochs is not None and self.epochs < 1:
+            raise ValueError(f"epochs {self.epochs} must be at least 1")
+        if not 0 <= self.min_accuracy <= 1:
+            raise ValueError(f"min_accuracy {self.min_accuracy} must be in [0, 1]")
+        if not self.model_name.isidentifier():
+            raise ValueError(f"model_name {self.model_name!r} must be a plain name")
+        from model.lstm import LSTMConfig
+        from model.training import override, paper_defaults
+
+        memn2n = self.trainer_config("memn2n")["settings"]
+        override(paper_defaults(self.mode), memn2n, "memn2n_settings")
+        override(LSTMConfig(), self.trainer_config("lstm")["settings"], "lstm_settings")
         if not self.metadata_path:
             object.__setattr__(
                 self, "metadata_path", os.path.join(self.pipeline_root, "metadata.sqlite")
             )
+
+    def trainer_config(self, model: str) -> dict:
+        """The Trainer's custom_config for `model` ("memn2n" or "lstm")."""
+        settings = dict(self.memn2n_settings if model == "memn2n" else self.lstm_settings)
+        if self.epochs is not None:
+            settings["epochs"] = self.epochs
+        return {
+            "model": model,
+            "mode": self.mode,
+            "settings": settings,
+            "memory_size": self.memory_size,
+            "sentence_size": self.sentence_size,
+            "seed": self.seed,
+            "mixed_precision": self.mixed_precision,
+        }
+
+
+def read_config_file(path: str) -> dict:
+    """A JSON object of PipelineConfig fields, checked by name."""
+    with open(path) as f:
+        values = json.load(f)
+    names = {f.name for f in dataclasses.fields(PipelineConfig)}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a JSON object of settings")
+    if unknown := sorted(set(values) - names):
+        raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {', '.join(sorted(names))}")
+    if "tasks" in values:
+        values["tasks"] = tuple(values["tasks"])
+    return values

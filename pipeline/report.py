@@ -1,0 +1,142 @@
+"""What a local run did, read back from its MLMD store and artifacts: the end-of-run table."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import tensorflow_model_analysis as tfma
+from ml_metadata.metadata_store import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline.configs import PipelineConfig
+from pipeline.local_runner import component_name, open_metadata_store
+from pipeline.pipeline import ACCURACY
+
+
+@dataclasses.dataclass
+class ComponentRun:
+    """One execution of the latest run."""
+
+    component: str
+    state: str
+    seconds: float
+    outputs: dict[str, metadata_store_pb2.Artifact]  # output key -> artifact
+
+
+@dataclasses.dataclass
+class RunReport:
+    """The latest run: its components, test accuracy per task, blessing and push."""
+
+    components: list[ComponentRun]
+    accuracy: dict[str, dict[str, float]]  # "candidate"/"baseline" -> slice ("all", "1"..) -> acc
+    blessed: bool | None  # None when the Evaluator did not run
+    reasons: list[str]  # why the candidate was not blessed
+    pushed_to: str | None
+
+
+def latest_run(store: metadata_store.MetadataStore) -> list[ComponentRun]:
+    """Every execution of the most recent pipeline run, in execution order."""
+    latest = max(
+        store.get_contexts_by_type("pipeline_run"), key=lambda c: c.create_time_since_epoch
+    )
+    runs = []
+    for execution in sorted(store.get_executions_by_context(latest.id), key=lambda e: e.id):
+        events = [
+            e
+            for e in store.get_events_by_execution_ids([execution.id])
+            if e.type == metadata_store_pb2.Event.OUTPUT
+        ]
+        artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+        outputs = {e.path.steps[0].key: artifacts[e.artifact_id] for e in events}
+        seconds = (
+            execution.last_update_time_since_epoch - execution.create_time_since_epoch
+        ) / 1000
+        state = metadata_store_pb2.Execution.State.Name(execution.last_known_state)
+        runs.append(ComponentRun(component_name(store, execution.id), state, seconds, outputs))
+    return runs
+
+
+def slice_name(slice_key: tuple) -> str:
+    """TFMA's () -> 'all', (('task', 3),) -> '3'."""
+    return "all" if not slice_key else ",".join(str(value) for _, value in slice_key)
+
+
+def read_accuracy(evaluation_uri: str) -> dict[str, dict[str, float]]:
+    """Accuracy of candidate and baseline for every slice of the Evaluator's output."""
+    accuracy: dict[str, dict[str, float]] = {}
+    for slice_metrics in tfma.load_metrics(evaluation_uri):
+        key = tfma.slicer.deserialize_slice_key(slice_metrics.slice_key)
+        for entry in slice_metrics.metric_keys_and_values:
+            if entry.key.name == ACCURACY and not entry.key.is_diff:
+                model = entry.key.model_name or "candidate"
+                accuracy.setdefault(model, {})[slice_name(key)] = entry.value.double_value.value
+    return accuracy
+
+
+def threshold_bound(threshold) -> float:
+    """The lower bound a HIGHER_IS_BETTER threshold sets (on the value or on the change)."""
+    if threshold.HasField("change_threshold"):
+        return threshold.change_threshold.absolute.value
+    return threshold.value_threshold.lower_bound.value
+
+
+def failure_reasons(evaluation_uri: str) -> list[str]:
+    """One line per failed threshold: slice, metric, value and the bound it missed."""
+    result = tfma.load_validation_result(evaluation_uri)
+    reasons = []
+    for per_slice in result.metric_validations_per_slice:
+        where = slice_name(tfma.slicer.deserialize_slice_key(per_slice.slice_key))
+        for failure in per_slice.failures:
+            kind = "change vs baseline" if failure.metric_key.is_diff else "value"
+            value = failure.metric_value.double_value.value
+            reasons.append(
+                f"slice {where}: {failure.metric_key.name} ({kind}) is {value:.4f}, "
+                f"needs at least {threshold_bound(failure.metric_threshold):.4f}"
+            )
+    if result.missing_thresholds:
+        reasons.append("a metric with a threshold was not computed (e.g. no baseline)")
+    for spec in result.missing_slices:
+        reasons.append(f"no test examples in slice {spec}".replace("\n", " "))
+    return reasons
+
+
+def run_report(config: PipelineConfig) -> RunReport:
+    """Read the latest run of `config`'s pipeline back from its metadata and artifacts."""
+    components = latest_run(open_metadata_store(config))
+    by_name = {run.component: run for run in components}
+    accuracy, blessed, reasons, pushed_to = {}, None, [], None
+    if (evaluator := by_name.get("Evaluator")) and evaluator.state in ("COMPLETE", "CACHED"):
+        evaluation = evaluator.outputs["evaluation"].uri
+        accuracy = read_accuracy(evaluation)
+        blessed = os.path.exists(os.path.join(evaluator.outputs["blessing"].uri, "BLESSED"))
+        reasons = [] if blessed else failure_reasons(evaluation)
+    if pusher := by_name.get("Pusher"):
+        pushed = pusher.outputs["pushed_model"].custom_properties
+        if pushed["pushed"].int_value == 1:
+            pushed_to = pushed["pushed_destination"].string_value
+    return RunReport(components, accuracy, blessed, reasons, pushed_to)
+
+
+def format_report(report: RunReport) -> str:
+    """Components with their time, accuracy per task beside the LSTM, verdict, push."""
+    lines = [f"{'component':<18} {'state':<9} {'seconds':>8}"]
+    lines += [f"{r.component:<18} {r.state:<9} {r.seconds:>8.1f}" for r in report.components]
+    candidate = report.accuracy.get("candidate", {})
+    baseline = report.accuracy.get("baseline", {})
+    if candidate:
+        lines += ["", f"{'task':>5} {'MemN2N acc':>11} {'LSTM acc':>9}   (test split)"]
+        slices = sorted((s for s in candidate if s != "all"), key=int) + ["all"]
+        for name in slices:
+            other = f"{baseline[name]:>9.3f}" if name in baseline else f"{'-':>9}"
+            lines.append(f"{name:>5} {candidate[name]:>11.3f} {other}")
+    if report.blessed is None:
+        lines.append("\nno blessing: the Evaluator did not complete")
+    elif report.blessed:
+        lines.append("\nblessed: MemN2N meets the accuracy bound and beats the LSTM by the margin")
+    else:
+        lines.append("\nNOT blessed, nothing pushed:")
+        lines += [f"  {reason}" for reason in report.reasons] or ["  (no reason recorded)"]
+    if report.pushed_to:
+        lines.append(f"pushed: {report.pushed_to}")
+    return "\n".join(lines)
