@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
-import logging
 import os
-import re
 import sys
+import threading
 import time
 
 if __name__ == "__main__":  # run as a file (as the tfx CLI does): pipeline/ must not shadow
     here = os.path.dirname(os.path.abspath(__file__))  # the package of the same name
     sys.path = [p for p in sys.path if os.path.abspath(p or ".") != here]
 
+from ml_metadata import errors  # noqa: E402
 from ml_metadata.metadata_store import metadata_store  # noqa: E402
+from ml_metadata.proto import metadata_store_pb2  # noqa: E402
 from tfx import v1 as tfx  # noqa: E402
 
 from pipeline.configs import PipelineConfig  # noqa: E402
@@ -34,42 +35,56 @@ def local_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
     return create_pipeline(local, sqlite)
 
 
-class ComponentProgress(logging.Filter):
-    """Prints one line as each component starts and finishes, from LocalDagRunner's INFO log;
-    lets through only the records the logger would have shown anyway."""
+class ComponentProgress(threading.Thread):
+    """Prints a line as each component of the run starts and ends, by polling the MLMD store
+    (the executions LocalDagRunner records), every `interval` seconds."""
 
-    EVENT = re.compile(r"Component (\S+) is (running|finished)\.")
+    def __init__(self, config: PipelineConfig, interval: float = 1.0) -> None:
+        super().__init__(daemon=True)
+        self.config, self.interval = config, interval
+        self.since_ms = time.time() * 1000
+        self.stopped = threading.Event()
+        self.seen: dict[int, int] = {}  # execution id -> last state printed
 
-    def __init__(self, shown_from: int) -> None:
-        super().__init__()
-        self.shown_from = shown_from
-        self.started: dict[str, float] = {}
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                self.poll()
+            except errors.StatusError:  # e.g. the SQLite file is locked: read at the next tick
+                continue
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        if event := self.EVENT.fullmatch(record.getMessage()):
-            component, state = event.groups()
-            now = time.perf_counter()
-            if state == "running":
-                self.started[component] = now
-                print(f"  {component} ...", file=sys.stderr, flush=True)
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join()
+        self.poll()
+
+    def poll(self) -> None:
+        if not os.path.exists(self.config.metadata_path):
+            return
+        store = open_metadata_store(self.config)
+        for execution in sorted(store.get_executions(), key=lambda e: e.id):
+            state = execution.last_known_state
+            before_run = execution.create_time_since_epoch < self.since_ms
+            if before_run or self.seen.get(execution.id) == state:
+                continue
+            self.seen[execution.id] = state
+            name = component_name(store, execution.id)
+            if state == metadata_store_pb2.Execution.RUNNING:
+                print(f"  {name} ...", file=sys.stderr, flush=True)
             else:
-                seconds = now - self.started.get(component, now)
-                print(f"  {component} done in {seconds:.1f} s", file=sys.stderr, flush=True)
-        return record.levelno >= self.shown_from
+                ms = execution.last_update_time_since_epoch - execution.create_time_since_epoch
+                label = metadata_store_pb2.Execution.State.Name(state).lower()
+                print(f"  {name} {label} ({ms / 1000:.1f} s)", file=sys.stderr, flush=True)
 
 
 def run(config: PipelineConfig) -> None:
     """Run every component of `config`'s pipeline locally, in order, showing progress."""
-    logger = logging.getLogger("absl")  # where LocalDagRunner logs
-    level = logger.level
-    progress = ComponentProgress(shown_from=logger.getEffectiveLevel())
-    logger.addFilter(progress)
-    logger.setLevel(logging.INFO)
+    progress = ComponentProgress(config)
+    progress.start()
     try:
         tfx.orchestration.LocalDagRunner().run(local_pipeline(config))
     finally:
-        logger.removeFilter(progress)
-        logger.setLevel(level)
+        progress.stop()
 
 
 def open_metadata_store(config: PipelineConfig) -> metadata_store.MetadataStore:
