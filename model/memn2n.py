@@ -30,6 +30,8 @@ class MemN2NConfig:
     # 1 + 4(k - (d+1)/2)(j - (J+1)/2)/(dJ), about twice the paper's formula; with 1.0, tasks 6
     # and 16 stay at chance (BUILD_NOTES.md, "Position-encoding scale").
     position_scale: float = 2.0
+    # Empty slots count in each hop's softmax denominator (as the paper's code); see MemoryHop.
+    empty_in_denominator: bool = False
     temporal: bool = True  # learned T_A, T_C per memory slot
     random_noise: float = 0.1  # RN: fraction of empty memories inserted in training; 0 = off
     weight_tying: str = "adjacent"  # "adjacent" or "layerwise"
@@ -157,11 +159,14 @@ class MemoryHop(keras.layers.Layer):
     """One hop: attention of the controller state u over the memories, read out as o.
 
     The softmax can be switched off for linear start (LS): `softmax_on` is a non-trainable
-    variable, so the switch works inside compiled training steps.
+    variable, so the switch works inside compiled training steps. With `empty_in_denominator`,
+    each empty slot adds exp(0) to the softmax's denominator, as the paper's code does (its empty
+    slots are zero vectors: score 0, nothing read); they still get no attention weight.
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, empty_in_denominator: bool = False, **kwargs):
         super().__init__(**kwargs)
+        self.empty_in_denominator = empty_in_denominator
         self.softmax_on = self.add_weight(
             shape=(), initializer="ones", trainable=False, name="softmax_on"
         )
@@ -169,9 +174,19 @@ class MemoryHop(keras.layers.Layer):
     def call(self, u, memories_in, memories_out, in_use):
         """u [B, d], memories_in/out [B, N, d], in_use [B, N]; returns o [B, d], p [B, N]."""
         scores = ops.einsum("bnd,bd->bn", memories_in, u)
-        softmax = ops.softmax(ops.where(in_use > 0, scores, -1e9), axis=-1) * in_use
+        masked = ops.where(in_use > 0, scores, -1e9)
+        if self.empty_in_denominator:
+            top = ops.maximum(ops.max(masked, axis=-1, keepdims=True), 0.0)  # [B, 1]
+            weights = ops.exp(masked - top) * in_use  # [B, N]
+            empty = ops.sum(1.0 - in_use, axis=-1, keepdims=True) * ops.exp(-top)  # [B, 1]
+            softmax = weights / (ops.sum(weights, axis=-1, keepdims=True) + empty)
+        else:
+            softmax = ops.softmax(masked, axis=-1) * in_use
         p = self.softmax_on * softmax + (1.0 - self.softmax_on) * scores * in_use
         return ops.einsum("bn,bnd->bd", p, memories_out), p
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "empty_in_denominator": self.empty_in_denominator}
 
 
 @keras.saving.register_keras_serializable(package="memn2n")
@@ -211,7 +226,7 @@ class MemN2N(keras.Model):
                 config.vocab_size, use_bias=False, kernel_initializer=normal, name="W"
             )
         self.random_noise = RandomEmptyMemories(config.random_noise, seed=seed, name="random_noise")
-        self.hops = [MemoryHop(name=f"hop_{i + 1}") for i in range(k)]
+        self.hops = [MemoryHop(config.empty_in_denominator, name=f"hop_{i + 1}") for i in range(k)]
 
     def call(self, inputs, training: bool = False):
         story = self.random_noise(inputs["story"], training=training)

@@ -28,6 +28,7 @@ class BabiTrainConfig:
     memory_size: int = 50  # the most recent 50 sentences
     encoding: str = "position"  # PE
     position_scale: float = 2.0  # as the paper's code; see MemN2NConfig
+    empty_in_denominator: bool = False  # see MemN2NConfig
     temporal: bool = True
     random_noise: float = 0.1  # RN
     weight_tying: str = "adjacent"
@@ -65,6 +66,7 @@ class BabiTrainConfig:
             hops=self.hops,
             encoding=self.encoding,
             position_scale=self.position_scale,
+            empty_in_denominator=self.empty_in_denominator,
             temporal=self.temporal,
             random_noise=self.random_noise,
             weight_tying=self.weight_tying,

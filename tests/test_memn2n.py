@@ -16,6 +16,7 @@ import pytest
 from model.memn2n import (
     MemN2N,
     MemN2NConfig,
+    MemoryHop,
     RandomEmptyMemories,
     SentenceEncoder,
     set_linear_start,
@@ -107,6 +108,18 @@ def test_padding_slots_get_zero_attention(linear):
     attention = keras.ops.convert_to_numpy(model(batch(sentences=2))["attention"])
     assert np.all(attention[:, :, 2:] == 0)
     assert np.all(attention[:, :, :2] != 0)
+
+
+def test_empty_slots_can_count_in_the_softmax_denominator_without_getting_attention():
+    u = np.array([[1.0, 0.0]], "float32")
+    memories = np.array([[[2.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]], "float32")
+    in_use = np.array([[1.0, 1.0, 0.0, 0.0]], "float32")
+    _, p = MemoryHop(empty_in_denominator=True)(u, memories, memories, in_use)
+    expected = np.exp([2.0, 1.0]) / (np.exp(2.0) + np.exp(1.0) + 2 * np.exp(0.0))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(p)[0], [*expected, 0, 0], rtol=1e-6)
+    _, p = MemoryHop()(u, memories, memories, in_use)
+    expected = np.exp([2.0, 1.0]) / (np.exp(2.0) + np.exp(1.0))
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(p)[0], [*expected, 0, 0], rtol=1e-6)
 
 
 def test_random_noise_acts_only_in_training():
