@@ -22,7 +22,7 @@ from model.preprocessing import ANSWERS_VOCABULARY, TOKENS_VOCABULARY
 TEXT_SIGNATURE = "serving_default"
 EXAMPLES_SIGNATURE = "serving_examples"
 TRANSFORM_SIGNATURE = "transform_features"
-LABEL_KEY, PREDICTIONS_KEY, TASK_KEY = "answer_id", "probabilities", "task"
+LABEL_KEY, PREDICTIONS_KEY = "answer_id", "probabilities"
 
 
 def story_sentences(story: tf.Tensor) -> tf.RaggedTensor:
@@ -36,6 +36,12 @@ def read_vocabularies(tft_output: tft.TFTransformOutput) -> tuple[list[str], lis
     tokens = [w.decode() for w in tft_output.vocabulary_by_name(TOKENS_VOCABULARY)]
     answers = [w.decode() for w in tft_output.vocabulary_by_name(ANSWERS_VOCABULARY)]
     return tokens, answers
+
+
+def answer_mask(tokens: list[str], answers: list[str]) -> list[bool]:
+    """For each token id: was the word an answer in training? Predictions are limited to these."""
+    answer_words = set(answers)
+    return [word in answer_words for word in tokens]
 
 
 class BabiServingModule(tf.Module):
@@ -54,7 +60,7 @@ class BabiServingModule(tf.Module):
         self.tft_layer = tft_output.transform_features_layer()
         self.raw_feature_spec = tft_output.raw_feature_spec()
         self.words = tf.constant(tokens)  # [V]
-        self.is_answer = tf.constant([word in set(answers) for word in tokens])  # [V]
+        self.is_answer = tf.constant(answer_mask(tokens, answers))  # [V]
         self.memory_size, self.sentence_size = memory_size, sentence_size
 
     def predict(self, transformed: dict) -> dict:

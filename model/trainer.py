@@ -18,14 +18,14 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from model.babi_inputs import BabiArrays, read_transformed
-from model.export import export_serving_model, read_vocabularies
+from model.export import answer_mask, export_serving_model, read_vocabularies
 from model.lstm import LSTMConfig
 from model.training import (
     TrainResult,
-    error_per_task,
     override,
     paper_defaults,
     predict_answers,
+    task_errors,
     train_lstm,
     train_memn2n,
 )
@@ -33,19 +33,20 @@ from model.training import (
 MODELS = ("memn2n", "lstm")
 
 
-def training_settings(custom_config: dict, vocab_size: int, max_tokens: int):
-    """The typed settings for `custom_config["model"]`, with its overrides applied."""
+def training_settings(
+    custom_config: dict, vocab_size: int, max_tokens: int, source: str = "custom_config settings"
+):
+    """The typed settings for `custom_config["model"]`, with its overrides (named `source` in
+    errors) applied."""
     model = custom_config.get("model", "memn2n")
     if model not in MODELS:
         raise ValueError(f"custom_config model {model!r} is not one of {MODELS}")
-    changes = dict(custom_config.get("settings", {}))
     if model == "memn2n":
         defaults = paper_defaults(custom_config.get("mode", "joint"))
-        changes["memory_size"] = custom_config["memory_size"]
-        return override(defaults, changes, "custom_config settings")
-    defaults = LSTMConfig(vocab_size=vocab_size, max_tokens=max_tokens)
-    changes["memory_size"] = custom_config["memory_size"]
-    return override(defaults, changes, "custom_config settings")
+    else:
+        defaults = LSTMConfig(vocab_size=vocab_size, max_tokens=max_tokens)
+    changes = {**custom_config.get("settings", {}), "memory_size": custom_config["memory_size"]}
+    return override(defaults, changes, source)
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
@@ -60,6 +61,7 @@ def distribution_strategy() -> tf.distribute.Strategy:
 def run_fn(fn_args) -> None:
     """Train on the train split (the eval split drives LS), then export the serving model."""
     config = fn_args.custom_config
+    model = config.get("model", "memn2n")
     n, j = config["memory_size"], config["sentence_size"]
     tft_output = tft.TFTransformOutput(fn_args.transform_output)
     vocabulary, answer_words = read_vocabularies(tft_output)
@@ -75,10 +77,10 @@ def run_fn(fn_args) -> None:
     seed = config.get("seed", 1)
 
     def report(record: dict) -> None:
-        print(f"[{config.get('model', 'memn2n')}] {json.dumps(record)}", flush=True)
+        print(f"[{model}] {json.dumps(record)}", flush=True)
 
     with distribution_strategy().scope():
-        if config.get("model", "memn2n") == "memn2n":
+        if model == "memn2n":
             vocab_size = len(vocabulary)
             result = train_memn2n(train, val, vocab_size, settings, seed, report, [tensorboard])
         else:
@@ -95,18 +97,17 @@ def write_training_record(
     vocabulary: list[str],
     answer_words: list[str],
 ) -> None:
-    """`training.json` in the run folder: settings, history, and the eval split's answers
-    (restricted to answer words, as the served model is)."""
-    is_answer = np.isin(vocabulary, answer_words)
+    """`training.json` in the run folder: settings, history, and the eval split's answers and
+    errors per task (restricted to answer words, as the served model is)."""
     logits = predict_answers(result.model, val)
-    answers = np.argmax(np.where(is_answer, logits, -np.inf), axis=-1)
+    answers = np.argmax(np.where(answer_mask(vocabulary, answer_words), logits, -np.inf), axis=-1)
     record = {
         "settings": dataclasses.asdict(settings),
         "history": result.history,
         "train_seconds": round(result.train_seconds, 1),
         "train_examples_per_sec": round(result.examples_per_sec, 1),
         "val_error": round(result.val_error, 2),
-        "val_error_per_task": error_per_task(result.model, val),
+        "val_error_per_task": task_errors(answers, val),
         "val_answers": [vocabulary[i] for i in answers],
     }
     tf.io.gfile.makedirs(run_dir)

@@ -323,5 +323,10 @@ def loss_and_error(model: keras.Model, data: BabiArrays) -> tuple[float, float]:
 
 def error_per_task(model: keras.Model, data: BabiArrays) -> dict[str, float]:
     """Error in percent for each task present in `data`, keyed "1".."20"."""
-    wrong = predict_answers(model, data).argmax(axis=-1) != data.answer
+    return task_errors(predict_answers(model, data).argmax(axis=-1), data)
+
+
+def task_errors(answers: np.ndarray, data: BabiArrays) -> dict[str, float]:
+    """Error in percent of the answer ids `answers` [M] for each task of `data`."""
+    wrong = answers != data.answer
     return {str(t): float(100.0 * wrong[data.task == t].mean()) for t in np.unique(data.task)}

@@ -18,7 +18,7 @@ class PipelineConfig:
     """Where the data and outputs live, what to ingest, train, and bless; checked on construction.
 
     `memn2n_settings` and `lstm_settings` override fields of model.training.BabiTrainConfig
-    and model.lstm.LSTMConfig (checked by the Trainer's run_fn against those dataclasses).
+    and model.lstm.LSTMConfig, checked here as the Trainer's run_fn will apply them.
     """
 
     babi_dir: str
@@ -56,9 +56,8 @@ class PipelineConfig:
             raise ValueError(f"tasks {self.tasks!r} must be a non-empty subset of 1-20")
         if self.mode not in MODES:
             raise ValueError(f"mode {self.mode!r} is not one of {MODES}")
-        for name in ("eval_every",):
-            if getattr(self, name) < 2:
-                raise ValueError(f"{name} {getattr(self, name)} must be at least 2")
+        if self.eval_every < 2:
+            raise ValueError(f"eval_every {self.eval_every} must be at least 2")
         for name in ("memory_size", "sentence_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} {getattr(self, name)} must be at least 1")
@@ -68,12 +67,11 @@ class PipelineConfig:
             raise ValueError(f"min_accuracy {self.min_accuracy} must be in [0, 1]")
         if not self.model_name.isidentifier():
             raise ValueError(f"model_name {self.model_name!r} must be a plain name")
-        from model.lstm import LSTMConfig
-        from model.training import override, paper_defaults
+        from model.trainer import training_settings
 
-        memn2n = self.trainer_config("memn2n")["settings"]
-        override(paper_defaults(self.mode), memn2n, "memn2n_settings")
-        override(LSTMConfig(), self.trainer_config("lstm")["settings"], "lstm_settings")
+        for model in ("memn2n", "lstm"):
+            config, source = self.trainer_config(model), f"{model}_settings"
+            training_settings(config, vocab_size=0, max_tokens=0, source=source)
         if not self.metadata_path:
             object.__setattr__(
                 self, "metadata_path", os.path.join(self.pipeline_root, "metadata.sqlite")

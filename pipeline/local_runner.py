@@ -45,6 +45,7 @@ class ComponentProgress(threading.Thread):
         self.since_ms = time.time() * 1000
         self.stopped = threading.Event()
         self.seen: dict[int, int] = {}  # execution id -> last state printed
+        self.store: metadata_store.MetadataStore | None = None  # opened once the file exists
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
@@ -59,9 +60,11 @@ class ComponentProgress(threading.Thread):
         self.poll()
 
     def poll(self) -> None:
-        if not os.path.exists(self.config.metadata_path):
-            return
-        store = open_metadata_store(self.config)
+        if self.store is None:
+            if not os.path.exists(self.config.metadata_path):
+                return
+            self.store = open_metadata_store(self.config)
+        store = self.store
         for execution in sorted(store.get_executions(), key=lambda e: e.id):
             state = execution.last_known_state
             before_run = execution.create_time_since_epoch < self.since_ms
