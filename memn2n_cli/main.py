@@ -132,7 +132,7 @@ def cmd_pipeline_run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
         run(config)
     report = run_report(config)
     print(format_report(report))
-    return 0 if report.blessed else 3
+    return 0 if report.pushed_to else 3
 
 
 def cmd_pipeline_compile(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
@@ -190,6 +190,127 @@ def cmd_bench_babi(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+    if beam_args:
+        raise ValueError(f"unknown serve flag(s) {list(beam_args)}")
+    import logging
+    import signal
+
+    from serving.model_manager import read_model_config_file, single_model_config
+    from serving.servable import RequestLimits
+    from serving.server import ModelServer
+
+    if bool(args.model_config_file) == bool(args.model_base_path):
+        raise ValueError("give either --model_config_file or --model_base_path (with --model_name)")
+    if args.model_config_file:
+        models = read_model_config_file(args.model_config_file)
+    else:
+        models = [single_model_config(args.model_name, args.model_base_path)]
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    limits = RequestLimits(args.max_request_bytes, args.max_story_lines, args.max_line_words)
+    server = ModelServer(
+        models,
+        port=args.port,
+        rest_api_port=args.rest_api_port or None,  # 0 turns REST off, as in TF Serving
+        bind_address=args.bind_address,
+        poll_seconds=args.file_system_poll_wait_seconds,
+        limits=limits,
+        enable_batching=args.enable_batching,
+    ).start()
+    rest = f", REST on {args.bind_address}:{server.rest_api_port}" if server.rest_api_port else ""
+    for model in models:
+        versions = sorted(server.manager.models[model.name].loaded)
+        print(f"model {model.name}: {model.base_path}, versions loaded: {versions or 'none yet'}")
+    print(f"serving gRPC on {args.bind_address}:{server.port}{rest}; Ctrl-C stops", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        stop.wait()
+    except KeyboardInterrupt:
+        pass
+    server.stop()
+    return 0
+
+
+def cmd_query(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+    import json
+
+    from serving.client import QueryError, attention_table
+
+    story = sys.stdin.read() if args.story == "-" else open(args.story).read()
+    try:
+        if args.rest:
+            from serving.client import rest_predict
+
+            server = args.server or "localhost:8501"
+            outputs = rest_predict(server, args.model, [story], [args.question], args.version)
+            version = args.version
+        else:
+            import grpc
+            from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+            from model.export import predict_request
+            from serving.client import grpc_predict
+
+            server = args.server or "localhost:8500"
+            with grpc.insecure_channel(server) as channel:
+                stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
+                request = predict_request(args.model, [story], [args.question], args.version)
+                version, arrays = grpc_predict(stub, request)
+            outputs = {k: v.tolist() for k, v in arrays.items()}
+    except QueryError as e:
+        print(f"memn2n query: {server} refused the request: {e}", file=sys.stderr)
+        return 1
+    answer = outputs["answer"][0]
+    answer = answer.decode() if isinstance(answer, bytes) else answer
+    result = {
+        "answer": answer,
+        "probability": float(outputs["probability"][0]),
+        "version": version,
+        "attention": outputs.get("attention", [None])[0],  # [hops, memory]
+    }
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"answer: {answer}  (p = {result['probability']:.4f})")
+    if result["attention"]:
+        print(attention_table(story, result["attention"]))
+    return 0
+
+
+def cmd_bench_serve(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+    import json
+
+    from serving.load_bench import run_serve_benchmark
+
+    versions = [v for v in os.listdir(args.model_base_path) if v.isdigit()]
+    if not versions:
+        raise ValueError(f"{args.model_base_path}: no numbered version folder to serve")
+    model_dir = os.path.join(args.model_base_path, str(args.version or max(versions, key=int)))
+
+    def report(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    with Elapsed(f"bench serve: {model_dir}"):
+        result = run_serve_benchmark(model_dir, args.clients, args.seconds, report)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(f"{'protocol':<14} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'failed':>6}")
+    for protocol in ("in_process", "grpc", "rest", "grpc_batching"):
+        for point in result[protocol]:
+            print(
+                f"{protocol:<14} {point['clients']:>7} {point['p50_ms']:>8.2f} "
+                f"{point['p99_ms']:>8.2f} {point['requests_per_sec']:>8.1f} {point['failed']:>6}"
+            )
+    swap = result["swap"]
+    print(
+        f"swap to version 2 under 8 gRPC clients: {swap['requests']} requests, "
+        f"{swap['failed']} failed, versions answering {swap['versions']}; wrote {args.out}"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from components.babi_download import DEFAULT_CACHE_DIR
 
@@ -213,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     pipeline = commands.add_parser("pipeline", help="the TFX pipeline")
     pipeline_commands = pipeline.add_subparsers(dest="pipeline_command", required=True)
     local = pipeline_commands.add_parser(
-        "run", help="run the pipeline with LocalDagRunner; exits 3 if the model is not blessed"
+        "run", help="run the pipeline with LocalDagRunner; exits 3 if nothing was pushed"
     )
     compiled = pipeline_commands.add_parser("compile", help="compile for an orchestrator")
     for command in (local, compiled):
@@ -250,6 +371,43 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_babi.add_argument("--out", required=True, help="result JSON file")
     bench_babi.set_defaults(run=cmd_bench_babi)
+    bench_serve = benchmarks.add_parser(
+        "serve", help="latency and requests/s of memn2n serve (gRPC, REST) vs in-process"
+    )
+    bench_serve.add_argument("--model_base_path", required=True, help="e.g. build/serving/babi")
+    bench_serve.add_argument("--version", type=int, help="default: the latest")
+    bench_serve.add_argument(
+        "--clients", type=lambda v: [int(c) for c in v.split(",")], default=[1, 8, 32]
+    )
+    bench_serve.add_argument("--seconds", type=float, default=10.0, help="per measurement")
+    bench_serve.add_argument("--out", required=True, help="result JSON file")
+    bench_serve.set_defaults(run=cmd_bench_serve)
+
+    serve = commands.add_parser(
+        "serve", help="serve pushed models over TF Serving's gRPC and REST APIs"
+    )
+    serve.add_argument("--port", type=int, default=8500, help="gRPC port")
+    serve.add_argument("--rest_api_port", type=int, default=8501, help="REST port; 0: no REST")
+    serve.add_argument("--model_name", default="default", help="with --model_base_path")
+    serve.add_argument("--model_base_path", help="folder of numbered versions (Pusher's layout)")
+    serve.add_argument("--model_config_file", help="ModelServerConfig text file (several models)")
+    serve.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
+    serve.add_argument("--bind_address", default="127.0.0.1", help="e.g. 0.0.0.0 for all")
+    serve.add_argument("--enable_batching", action="store_true", help="merge concurrent requests")
+    serve.add_argument("--max_request_bytes", type=int, default=1 << 22)
+    serve.add_argument("--max_story_lines", type=int, default=1000, help="sentences per story")
+    serve.add_argument("--max_line_words", type=int, default=200, help="words per sentence")
+    serve.set_defaults(run=cmd_serve)
+
+    query = commands.add_parser("query", help="ask a served bAbI model a question")
+    query.add_argument("--server", help="host:port (default localhost:8500, or :8501 with --rest)")
+    query.add_argument("--model", default="babi")
+    query.add_argument("--version", type=int, help="default: the latest served")
+    query.add_argument("--story", required=True, help="file of sentences, one per line; - stdin")
+    query.add_argument("--question", required=True)
+    query.add_argument("--json", action="store_true", help="one JSON object")
+    query.add_argument("--rest", action="store_true", help="use the REST API")
+    query.set_defaults(run=cmd_query)
     return parser
 
 
@@ -260,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.run(args, beam_args)
-    except (BabiFormatError, FileExistsError, ValueError) as e:
+    except (BabiFormatError, FileExistsError, OSError, ValueError) as e:
         print(f"memn2n: error: {e}", file=sys.stderr)
         return 1
 

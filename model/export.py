@@ -11,18 +11,23 @@ Answers are restricted to the words that were answers in training (Transform's `
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
 import keras
 import tensorflow as tf
 import tensorflow_transform as tft
+from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 from model.preprocessing import ANSWERS_VOCABULARY, TOKENS_VOCABULARY
+from serving.servable import WARMUP_FILE
 
 TEXT_SIGNATURE = "serving_default"
 EXAMPLES_SIGNATURE = "serving_examples"
 TRANSFORM_SIGNATURE = "transform_features"
 LABEL_KEY, PREDICTIONS_KEY = "answer_id", "probabilities"
+WARMUP_STORY = "Mary moved to the bathroom.\nJohn went to the hallway."
+WARMUP_QUESTION = "Where is Mary?"
 
 
 def story_sentences(story: tf.Tensor) -> tf.RaggedTensor:
@@ -121,6 +126,36 @@ def export_serving_model(
         TRANSFORM_SIGNATURE: module.transform_examples,
     }
     tf.saved_model.save(module, export_dir, signatures=signatures)
+    write_warmup_requests(export_dir)
+
+
+def predict_request(
+    model_name: str,
+    stories: Sequence[str],
+    questions: Sequence[str],
+    version: int | None = None,
+) -> predict_pb2.PredictRequest:
+    """A TF Serving PredictRequest for `serving_default`: inputs `story` and `question`, [B]."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = TEXT_SIGNATURE
+    if version is not None:
+        request.model_spec.version.value = version
+    request.inputs["story"].CopyFrom(tf.make_tensor_proto(list(stories), dtype=tf.string))
+    request.inputs["question"].CopyFrom(tf.make_tensor_proto(list(questions), dtype=tf.string))
+    return request
+
+
+def write_warmup_requests(export_dir: str) -> None:
+    """One request in assets.extra/, which TF Serving (and `memn2n serve`) run before serving."""
+    path = os.path.join(export_dir, WARMUP_FILE)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    request = predict_request("", [WARMUP_STORY], [WARMUP_QUESTION])
+    log = prediction_log_pb2.PredictionLog(
+        predict_log=prediction_log_pb2.PredictLog(request=request)
+    )
+    with tf.io.TFRecordWriter(path) as writer:
+        writer.write(log.SerializeToString())
 
 
 def answer_questions(

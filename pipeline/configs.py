@@ -40,6 +40,7 @@ class PipelineConfig:
     mixed_precision: bool = False
     min_accuracy: float = 0.7  # bless only above this test accuracy ...
     baseline_margin: float = 0.05  # ... and this much above the LSTM baseline's
+    canary_requests: int = 10  # gRPC requests of 8 eval questions the served candidate must answer
     beam_args: tuple[str, ...] = (
         "--direct_running_mode=multi_processing",
         "--direct_num_workers=0",  # one worker per core
@@ -63,6 +64,8 @@ class PipelineConfig:
                 raise ValueError(f"{name} {getattr(self, name)} must be at least 1")
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"epochs {self.epochs} must be at least 1")
+        if self.canary_requests < 1:
+            raise ValueError(f"canary_requests {self.canary_requests} must be at least 1")
         if not 0 <= self.min_accuracy <= 1:
             raise ValueError(f"min_accuracy {self.min_accuracy} must be in [0, 1]")
         if not self.model_name.isidentifier():

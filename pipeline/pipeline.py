@@ -10,6 +10,7 @@ from tensorflow_model_analysis.proto import config_pb2
 from tfx import v1 as tfx
 
 from components.babi_example_gen import BabiExampleGen
+from components.serving_canary import ServingCanary
 from model.export import EXAMPLES_SIGNATURE, LABEL_KEY, PREDICTIONS_KEY, TRANSFORM_SIGNATURE
 from pipeline.configs import PipelineConfig
 
@@ -57,7 +58,7 @@ def create_pipeline(
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
 ) -> tfx.dsl.Pipeline:
     """bAbI example generator -> statistics, schema, validation -> Transform -> Trainer
-    (MemN2N) and Trainer (LSTM baseline) -> Evaluator -> Pusher."""
+    (MemN2N) and Trainer (LSTM baseline) -> Evaluator -> ServingCanary -> Pusher."""
     example_gen = BabiExampleGen(
         babi_dir=config.babi_dir,
         train_set=config.train_set,
@@ -102,9 +103,16 @@ def create_pipeline(
         eval_config=eval_config(config),
         example_splits=["test"],
     )
+    canary = ServingCanary(
+        model=memn2n_trainer.outputs["model"],
+        examples=examples,
+        model_blessing=evaluator.outputs["blessing"],
+        requests=config.canary_requests,
+    )
     pusher = tfx.components.Pusher(
         model=memn2n_trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=canary.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
                 base_directory=os.path.join(config.serving_dir, config.model_name)
@@ -123,6 +131,7 @@ def create_pipeline(
             memn2n_trainer,
             lstm_trainer,
             evaluator,
+            canary,
             pusher,
         ],
         metadata_connection_config=metadata_connection_config,

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 
 import tensorflow_model_analysis as tfma
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from components.serving_canary import REPORT_FILE
 from pipeline.configs import PipelineConfig
 from pipeline.local_runner import component_name, open_metadata_store
 from pipeline.pipeline import ACCURACY
@@ -32,6 +34,7 @@ class RunReport:
     accuracy: dict[str, dict[str, float]]  # "candidate"/"baseline" -> slice ("all", "1"..) -> acc
     blessed: bool | None  # None when the Evaluator did not run
     reasons: list[str]  # why the candidate was not blessed
+    canary: dict | None  # serving/canary.py's report; None when the canary did not run
     pushed_to: str | None
 
 
@@ -111,11 +114,15 @@ def run_report(config: PipelineConfig) -> RunReport:
         accuracy = read_accuracy(evaluation)
         blessed = os.path.exists(os.path.join(evaluator.outputs["blessing"].uri, "BLESSED"))
         reasons = [] if blessed else failure_reasons(evaluation)
+    canary = None
+    if (run := by_name.get("ServingCanary")) and run.state in ("COMPLETE", "CACHED"):
+        with open(os.path.join(run.outputs["blessing"].uri, REPORT_FILE)) as f:
+            canary = json.load(f)
     if pusher := by_name.get("Pusher"):
         pushed = pusher.outputs["pushed_model"].custom_properties
         if pushed["pushed"].int_value == 1:
             pushed_to = pushed["pushed_destination"].string_value
-    return RunReport(components, accuracy, blessed, reasons, pushed_to)
+    return RunReport(components, accuracy, blessed, reasons, canary, pushed_to)
 
 
 def format_report(report: RunReport) -> str:
@@ -137,6 +144,15 @@ def format_report(report: RunReport) -> str:
     else:
         lines.append("\nNOT blessed, nothing pushed:")
         lines += [f"  {reason}" for reason in report.reasons] or ["  (no reason recorded)"]
+    if report.blessed and report.canary:
+        if report.canary["blessed"]:
+            canary = report.canary
+            lines.append(
+                f"canary: the served model answered {canary['questions']} eval questions in "
+                f"{canary['requests']} gRPC requests (p50 {canary['p50_ms']:.1f} ms)"
+            )
+        else:
+            lines.append(f"canary FAILED, nothing pushed: {report.canary['reason']}")
     if report.pushed_to:
         lines.append(f"pushed: {report.pushed_to}")
     return "\n".join(lines)

@@ -9,6 +9,8 @@ import pytest
 
 SHARED_BABI = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "babi"
 
+BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
+
 # Two stories of task 1, with a question between statements (ids count question lines too).
 TASK1 = """\
 1 Mary moved to the bathroom.
@@ -55,6 +57,29 @@ def fixture_files(stories_per_file: int = 1) -> dict[str, str]:
 def babi_dir(tmp_path: pathlib.Path) -> pathlib.Path:
     """A bAbI folder with tasks 1 and 8; 10 copies of each story in the train files."""
     return write_babi(tmp_path / "babi", fixture_files(stories_per_file=10))
+
+
+@pytest.fixture(scope="session")
+def blessed_run(tmp_path_factory):
+    """One full pipeline run that blesses and pushes (the bounds let any trained model pass);
+    shared by the pipeline and serving tests."""
+    from pipeline.configs import PipelineConfig
+    from pipeline.local_runner import run
+
+    root = tmp_path_factory.mktemp("pipeline")
+    config = PipelineConfig(
+        babi_dir=str(write_babi(root / "babi", fixture_files(stories_per_file=10))),
+        pipeline_root=str(root / "root"),
+        serving_dir=str(root / "serving"),
+        tasks=(1, 8),
+        epochs=3,
+        lstm_settings={"epochs": 1},
+        min_accuracy=0.0,
+        baseline_margin=-1.0,
+        beam_args=BEAM_ARGS,
+    )
+    run(config)
+    return config
 
 
 @pytest.fixture

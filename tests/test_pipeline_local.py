@@ -19,9 +19,8 @@ from pipeline.configs import PipelineConfig
 from pipeline.kubeflow_v2_runner import compile_pipeline
 from pipeline.local_runner import component_name, open_metadata_store, run
 from pipeline.report import run_report
-from tests.conftest import fixture_files, write_babi
+from tests.conftest import BEAM_ARGS, fixture_files, write_babi
 
-BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
 COMPONENTS = {
     "BabiExampleGen",
     "StatisticsGen",
@@ -31,6 +30,7 @@ COMPONENTS = {
     "Trainer",
     "BaselineTrainer",
     "Evaluator",
+    "ServingCanary",
     "Pusher",
 }
 
@@ -59,25 +59,6 @@ def raw_split(examples_uri: str, split: str) -> list[dict]:
     return rows
 
 
-@pytest.fixture(scope="module")
-def blessed_run(tmp_path_factory) -> PipelineConfig:
-    """One full run that blesses (the bounds are set so that any trained model passes)."""
-    root = tmp_path_factory.mktemp("pipeline")
-    config = PipelineConfig(
-        babi_dir=str(write_babi(root / "babi", fixture_files(stories_per_file=10))),
-        pipeline_root=str(root / "root"),
-        serving_dir=str(root / "serving"),
-        tasks=(1, 8),
-        epochs=3,
-        lstm_settings={"epochs": 1},
-        min_accuracy=0.0,
-        baseline_margin=-1.0,
-        beam_args=BEAM_ARGS,
-    )
-    run(config)
-    return config
-
-
 def test_every_component_runs_and_the_blessed_model_answers_raw_text(blessed_run):
     store = open_metadata_store(blessed_run)
     executions = executions_by_component(store)
@@ -92,6 +73,7 @@ def test_every_component_runs_and_the_blessed_model_answers_raw_text(blessed_run
     versions = os.listdir(os.path.join(blessed_run.serving_dir, "babi"))
     assert len(versions) == 1 and versions[0].isdigit()
     assert report.pushed_to.rstrip("/").endswith(versions[0])
+    assert report.canary["blessed"] is True and report.canary["questions"] > 0
 
     served = answer_questions(
         os.path.join(blessed_run.serving_dir, "babi", versions[0]),

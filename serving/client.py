@@ -1,0 +1,80 @@
+"""Clients of a served bAbI model (ours or TF Serving's): gRPC and REST predict, and the
+attention table `memn2n query` prints."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+
+from model.export import TEXT_SIGNATURE
+
+
+class QueryError(Exception):
+    """The server refused the request; the message is the server's."""
+
+
+def grpc_predict(
+    stub: prediction_service_pb2_grpc.PredictionServiceStub,
+    request: predict_pb2.PredictRequest,
+    timeout: float = 30.0,
+) -> tuple[int, dict[str, np.ndarray]]:
+    """The answering version and the outputs as arrays."""
+    try:
+        response = stub.Predict(request, timeout=timeout)
+    except grpc.RpcError as e:
+        raise QueryError(f"{e.code().name}: {e.details()}") from None
+    outputs = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
+    return response.model_spec.version.value, outputs
+
+
+def rest_predict(
+    server: str,
+    model: str,
+    stories: Sequence[str],
+    questions: Sequence[str],
+    version: int | None = None,
+    timeout: float = 30.0,
+) -> dict[str, list]:
+    """POST :predict in the columnar format; the `outputs` object."""
+    path = f"/v1/models/{model}" + (f"/versions/{version}" if version is not None else "")
+    body = {
+        "signature_name": TEXT_SIGNATURE,
+        "inputs": {"story": list(stories), "question": list(questions)},
+    }
+    request = urllib.request.Request(
+        f"http://{server}{path}:predict",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.load(response)["outputs"]
+    except urllib.error.HTTPError as e:
+        raise QueryError(f"HTTP {e.code}: {json.load(e).get('error', '')}") from None
+
+
+def attention_table(story: str, attention: Sequence[Sequence[float]]) -> str:
+    """Sentences (in story order) x hops. Memory slot 0 holds the most recent sentence."""
+    sentences = [s.strip() for s in story.splitlines() if s.strip()]
+    memory = len(attention[0])
+    shown = sentences[-memory:]
+    width = min(max((len(s) for s in shown), default=8), 60)
+    header = f"{'#':>3}  {'sentence':<{width}}" + "".join(
+        f"  hop {k + 1}" for k in range(len(attention))
+    )
+    lines = [header]
+    first = len(sentences) - len(shown)
+    for index, sentence in enumerate(shown):
+        slot = len(shown) - 1 - index
+        weights = "".join(f"  {hop[slot]:5.3f}" for hop in attention)
+        lines.append(f"{first + index + 1:>3}  {sentence[:width]:<{width}}{weights}")
+    if first:
+        lines.append(f"({first} earlier sentence(s) are outside the model's memory)")
+    return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""TF Serving's gRPC services: PredictionService (Predict, GetModelMetadata) and ModelService
+(GetModelStatus), over the tensorflow-serving-api protos."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+import grpc
+import tensorflow as tf
+from tensorflow_serving.apis import (
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
+
+from serving.servable import InvalidArgument, ServingError
+
+if TYPE_CHECKING:
+    from serving.server import ModelServer
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def status_on_error(context: grpc.ServicerContext):
+    """Turn a ServingError into its status; anything else into INTERNAL. The server stays up."""
+    try:
+        yield
+    except ServingError as e:
+        context.abort(e.code, e.message)
+    except Exception as e:
+        log.exception("request failed")
+        context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+
+
+def tensor_inputs(request: predict_pb2.PredictRequest) -> dict:
+    """The request's TensorProtos as numpy arrays."""
+    inputs = {}
+    for name, proto in request.inputs.items():
+        try:
+            inputs[name] = tf.make_ndarray(proto)
+        except Exception as e:
+            raise InvalidArgument(f"input '{name}' is not a valid TensorProto: {e}") from None
+    return inputs
+
+
+class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def __init__(self, server: ModelServer):
+        self.server = server
+
+    def Predict(self, request, context):  # noqa: N802 - gRPC method name
+        with status_on_error(context):
+            spec, outputs = self.server.predict(
+                request.model_spec,
+                tensor_inputs(request),
+                list(request.output_filter),
+                request.ByteSize(),
+            )
+            response = predict_pb2.PredictResponse(model_spec=spec)
+            for name, value in outputs.items():
+                response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
+            return response
+
+    def GetModelMetadata(self, request, context):  # noqa: N802 - gRPC method name
+        with status_on_error(context):
+            return self.server.metadata(request.model_spec, list(request.metadata_field))
+
+    def Classify(self, request, context):  # noqa: N802 - gRPC method name
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "Classify is not served; use Predict")
+
+    def Regress(self, request, context):  # noqa: N802 - gRPC method name
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "Regress is not served; use Predict")
+
+    def MultiInference(self, request, context):  # noqa: N802 - gRPC method name
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "MultiInference is not served; use Predict")
+
+
+class ModelService(model_service_pb2_grpc.ModelServiceServicer):
+    def __init__(self, server: ModelServer):
+        self.server = server
+
+    def GetModelStatus(self, request, context):  # noqa: N802 - gRPC method name
+        with status_on_error(context):
+            return self.server.status(request.model_spec)
+
+    def HandleReloadConfigRequest(self, request, context):  # noqa: N802 - gRPC method name
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, "reloading the config is not supported")
+
+
+def add_services(grpc_server: grpc.Server, server: ModelServer) -> None:
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
+        PredictionService(server), grpc_server
+    )
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(server), grpc_server)

@@ -1,0 +1,245 @@
+"""`memn2n bench serve`: latency and throughput of the model server over gRPC and REST beside an
+in-process call of the same SavedModel, with and without batching, and failures across a swap.
+
+The server runs as its own `memn2n serve` process; the clients are threads of this process, each
+with its own connection, sending one question per request in a closed loop.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+
+import grpc
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from model.export import TEXT_SIGNATURE, predict_request
+from serving.client import QueryError, grpc_predict
+
+MODEL = "babi"
+STORY = "\n".join(  # a task-1 story of 10 sentences
+    [
+        "Mary moved to the bathroom.",
+        "John went to the hallway.",
+        "Daniel went back to the hallway.",
+        "Sandra moved to the garden.",
+        "John moved to the office.",
+        "Sandra journeyed to the bathroom.",
+        "Mary moved to the hallway.",
+        "Daniel travelled to the office.",
+        "John went back to the garden.",
+        "John moved to the bedroom.",
+    ]
+)
+QUESTION = "Where is Sandra?"
+
+
+def copy_version(source: str, base_path: str, version: int) -> None:
+    """Write a version as Pusher does: everything else first, saved_model.pb last."""
+    target = os.path.join(base_path, str(version))
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("saved_model.pb"))
+    shutil.copy(os.path.join(source, "saved_model.pb"), target)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """`memn2n serve` in a child process on free loopback ports."""
+
+    def __init__(self, base_path: str, batching: bool):
+        self.port, self.rest_api_port = free_port(), free_port()
+        command = [
+            os.path.join(os.path.dirname(sys.executable), "memn2n"),
+            "serve",
+            f"--port={self.port}",
+            f"--rest_api_port={self.rest_api_port}",
+            f"--model_name={MODEL}",
+            f"--model_base_path={base_path}",
+            "--file_system_poll_wait_seconds=0.5",
+        ] + (["--enable_batching"] if batching else [])
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        lines: list[str] = []
+        while not any(line.startswith("serving gRPC on") for line in lines):
+            line = self.process.stdout.readline()
+            if not line:
+                raise RuntimeError("memn2n serve exited:\n" + "".join(lines))
+            lines.append(line)
+        threading.Thread(target=self.process.stdout.read, daemon=True).start()  # drain
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=60)
+
+
+def grpc_caller(port: int) -> Callable[[], Callable[[], int]]:
+    """A factory of per-client callers; each call returns the answering version."""
+
+    def make() -> Callable[[], int]:
+        stub = prediction_service_pb2_grpc.PredictionServiceStub(
+            grpc.insecure_channel(f"127.0.0.1:{port}")
+        )
+        request = predict_request(MODEL, [STORY], [QUESTION])
+        return lambda: grpc_predict(stub, request)[0]
+
+    return make
+
+
+def rest_caller(port: int) -> Callable[[], Callable[[], int]]:
+    """Per-client keep-alive HTTP connections posting the columnar predict body."""
+    body = json.dumps({"inputs": {"story": [STORY], "question": [QUESTION]}})
+
+    def make() -> Callable[[], int]:
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+        def call() -> int:
+            connection.request("POST", f"/v1/models/{MODEL}:predict", body)
+            response = connection.getresponse()
+            data = response.read()
+            if response.status != 200:
+                raise QueryError(f"HTTP {response.status}: {data[:200]!r}")
+            return 0
+
+        return call
+
+    return make
+
+
+def in_process_caller(model_dir: str) -> Callable[[], Callable[[], int]]:
+    """The floor: the same signature called directly, no server."""
+    signature = tf.saved_model.load(model_dir).signatures[TEXT_SIGNATURE]
+    story, question = tf.constant([STORY]), tf.constant([QUESTION])
+
+    def make() -> Callable[[], int]:
+        def call() -> int:
+            outputs = signature(story=story, question=question)
+            outputs["answer"].numpy()
+            return 0
+
+        return call
+
+    return make
+
+
+def closed_loop(make_caller, clients: int, seconds: float, on_start=None) -> dict:
+    """`clients` threads calling as fast as answers come for `seconds`: latency and rate."""
+    callers = [make_caller() for _ in range(clients)]
+    for call in callers:
+        call()  # connect and warm up outside the measurement
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    failures: list[str] = []
+    versions: set[int] = set()
+    stop = threading.Event()
+
+    def run(index: int) -> None:
+        call = callers[index]
+        while not stop.is_set():
+            began = time.perf_counter()
+            try:
+                versions.add(call())
+            except (QueryError, OSError, http.client.HTTPException) as e:
+                failures.append(str(e))
+                continue
+            latencies[index].append(time.perf_counter() - began)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    if on_start:
+        on_start(stop)
+    else:
+        time.sleep(seconds)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - began
+    done = np.concatenate([np.asarray(x) for x in latencies]) * 1000
+    return {
+        "clients": clients,
+        "requests": int(done.size),
+        "failed": len(failures),
+        "first_failures": failures[:3],
+        "p50_ms": round(float(np.percentile(done, 50)), 3) if done.size else None,
+        "p99_ms": round(float(np.percentile(done, 99)), 3) if done.size else None,
+        "requests_per_sec": round(done.size / elapsed, 1),
+        "versions": sorted(v for v in versions if v),
+    }
+
+
+def run_serve_benchmark(
+    model_dir: str,
+    clients: list[int],
+    seconds: float,
+    report: Callable[[str], None] = print,
+) -> dict:
+    """Every protocol at every client count, batching at the largest, and a version swap."""
+    result: dict = {
+        "model_dir": os.path.abspath(model_dir),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "seconds_per_point": seconds,
+        "request": {"story_sentences": STORY.count("\n") + 1, "questions_per_request": 1},
+    }
+    with tempfile.TemporaryDirectory() as base_path:
+        copy_version(model_dir, base_path, 1)
+        floor = in_process_caller(model_dir)
+        result["in_process"] = [closed_loop(floor, c, seconds) for c in clients]
+        report(f"in-process: {result['in_process']}")
+        server = ServerProcess(base_path, batching=False)
+        try:
+            for name, caller in (
+                ("grpc", grpc_caller(server.port)),
+                ("rest", rest_caller(server.rest_api_port)),
+            ):
+                result[name] = [closed_loop(caller, c, seconds) for c in clients]
+                report(f"{name}: {result[name]}")
+            result["swap"] = swap_under_load(server, model_dir, base_path, seconds)
+            report(f"swap: {result['swap']}")
+        finally:
+            server.stop()
+        batching = ServerProcess(base_path, batching=True)
+        try:
+            result["grpc_batching"] = [
+                closed_loop(grpc_caller(batching.port), c, seconds) for c in clients
+            ]
+            report(f"grpc with batching: {result['grpc_batching']}")
+        finally:
+            batching.stop()
+    floor_p50, grpc_p50 = result["in_process"][0]["p50_ms"], result["grpc"][0]["p50_ms"]
+    result["targets"] = {
+        "grpc_p50_over_in_process_at_1_client": round(grpc_p50 / floor_p50, 2),
+        "grpc_p50_under_2x_in_process": grpc_p50 < 2 * floor_p50,
+        "zero_failed_across_swap": result["swap"]["failed"] == 0,
+    }
+    return result
+
+
+def swap_under_load(server: ServerProcess, model_dir: str, base_path: str, seconds: float) -> dict:
+    """8 gRPC clients keep asking while version 2 is pushed; count failures and versions."""
+    pushed: dict = {}
+
+    def push_midway(stop: threading.Event) -> None:
+        time.sleep(seconds / 2)
+        pushed["at"] = time.perf_counter()
+        copy_version(model_dir, base_path, 2)
+        time.sleep(max(seconds, 10.0))  # the server polls, loads, warms up, then swaps
+
+    outcome = closed_loop(grpc_caller(server.port), 8, seconds, on_start=push_midway)
+    return {**outcome, "pushed_version": 2}
