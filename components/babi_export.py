@@ -15,7 +15,7 @@ import tensorflow as tf
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from components.babi_beam import DEFAULT_EVAL_EVERY, SPLITS, BabiToExamples
-from components.babi_format import unwrap_babi_error
+from components.babi_format import BabiFormatError, FileFormatError, unwrap_format_error
 
 SUMMARY_FILE = "summary.json"
 
@@ -40,17 +40,53 @@ def summarize(counts: dict[str, int], train_set: str, tasks: Sequence[int]) -> d
 
 
 @contextlib.contextmanager
-def _babi_errors_unwrapped() -> Iterator[None]:
-    """Re-raise a bAbI format error that a Beam runner wrapped, as itself."""
+def format_errors_unwrapped(error_class: type[FileFormatError] = BabiFormatError) -> Iterator[None]:
+    """Re-raise a file format error that a Beam runner wrapped, as itself."""
     try:
         yield
     except Exception as error:
-        if (babi_error := unwrap_babi_error(error)) is not None and babi_error is not error:
-            raise babi_error from error
+        if (unwrapped := unwrap_format_error(error, error_class)) not in (None, error):
+            raise unwrapped from error
         raise
 
 
-def _write_json(items: list[tuple[str, int]], path: str) -> None:
+@contextlib.contextmanager
+def atomic_output_dir(out_dir: str) -> Iterator[str]:
+    """A scratch folder beside `out_dir` that replaces it only if the block succeeds, so a failed
+    run leaves no partial output. An existing `out_dir` must be an earlier output (summary.json)."""
+    out_dir = os.path.abspath(out_dir)
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        if not os.path.isfile(os.path.join(out_dir, SUMMARY_FILE)):
+            raise FileExistsError(
+                f"{out_dir}: not empty and not an earlier output; refusing to replace"
+            )
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.partial-", dir=parent)
+    os.chmod(scratch, 0o755)
+    try:
+        yield scratch
+        shutil.rmtree(out_dir, ignore_errors=True)
+        os.replace(scratch, out_dir)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def write_tfrecords(examples: beam.PCollection, folder: str, label: str) -> None:
+    """Serialized examples -> folder/data-*.tfrecord.gz."""
+    _ = (
+        examples
+        | f"Serialize[{label}]" >> beam.Map(lambda e: e.SerializeToString())
+        | f"Write[{label}]"
+        >> beam.io.WriteToTFRecord(
+            os.path.join(folder, "data"),
+            file_name_suffix=".tfrecord.gz",
+            compression_type=beam.io.filesystem.CompressionTypes.GZIP,
+        )
+    )
+
+
+def write_json(items: list[tuple[str, int]], path: str) -> None:
     with open(path, "w") as f:
         json.dump(dict(items), f)
 
@@ -63,25 +99,11 @@ def export_babi(
     eval_every: int = DEFAULT_EVAL_EVERY,
     beam_args: Sequence[str] = (),
 ) -> dict:
-    """Write out_dir/{train,eval,test}/*.tfrecord.gz and out_dir/summary.json; return the summary.
-
-    Everything is written to a scratch folder beside `out_dir` and moved into place only when the
-    whole pipeline succeeded, so a failed run leaves no partial output.
-    """
-    out_dir = os.path.abspath(out_dir)
-    if os.path.isdir(out_dir) and os.listdir(out_dir):
-        if not os.path.isfile(os.path.join(out_dir, SUMMARY_FILE)):
-            raise FileExistsError(
-                f"{out_dir}: not empty and not an earlier output; refusing to replace"
-            )
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    scratch = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.partial-", dir=parent)
-    os.chmod(scratch, 0o755)
-    try:
+    """Write out_dir/{train,eval,test}/*.tfrecord.gz and out_dir/summary.json; the summary."""
+    with atomic_output_dir(out_dir) as scratch:
         counts_file = os.path.join(scratch, "counts.json")
         with (
-            _babi_errors_unwrapped(),
+            format_errors_unwrapped(),
             beam.Pipeline(options=PipelineOptions(list(beam_args))) as pipeline,
         ):
             splits = pipeline | "BabiToExamples" >> BabiToExamples(
@@ -89,31 +111,18 @@ def export_babi(
             )
             keyed_counts = []
             for split, examples in splits.items():
-                _ = (
-                    examples
-                    | f"Serialize[{split}]" >> beam.Map(lambda e: e.SerializeToString())
-                    | f"Write[{split}]"
-                    >> beam.io.WriteToTFRecord(
-                        os.path.join(scratch, split, "data"),
-                        file_name_suffix=".tfrecord.gz",
-                        compression_type=beam.io.filesystem.CompressionTypes.GZIP,
-                    )
-                )
+                write_tfrecords(examples, os.path.join(scratch, split), split)
                 keyed_counts.append(examples | f"Key[{split}]" >> beam.Map(_split_task_key, split))
             _ = (
                 keyed_counts
                 | "AllSplits" >> beam.Flatten()
                 | "CountPerSplitAndTask" >> beam.combiners.Count.PerElement()
                 | "Gather" >> beam.combiners.ToList()
-                | "WriteCounts" >> beam.Map(_write_json, counts_file)
+                | "WriteCounts" >> beam.Map(write_json, counts_file)
             )
         with open(counts_file) as f:
             summary = summarize(json.load(f), train_set, tasks)
         os.remove(counts_file)
         with open(os.path.join(scratch, SUMMARY_FILE), "w") as f:
             json.dump(summary, f, indent=2)
-        shutil.rmtree(out_dir, ignore_errors=True)
-        os.replace(scratch, out_dir)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
     return summary

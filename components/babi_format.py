@@ -19,8 +19,8 @@ _FILE_NAME = re.compile(r"^qa(?P<task>\d+)_(?P<name>[a-z-]+)_(?P<kind>train|test
 _LINE = re.compile(r"^(?P<id>\d+) (?P<text>.*)$")
 
 
-class BabiFormatError(ValueError):
-    """A bAbI file or directory that does not follow the format; says which file and line."""
+class FileFormatError(ValueError):
+    """A data file or folder that does not follow its format; says which file and line."""
 
     def __init__(self, path: str, message: str, line: int | None = None):
         self.path, self.line = path, line
@@ -28,23 +28,27 @@ class BabiFormatError(ValueError):
         super().__init__(f"{where}: {message}")
 
 
-_WRAPPED_ERROR = re.compile(
-    r"BabiFormatError: (?P<path>[^\n]+?)(?::(?P<line>\d+))?: (?P<message>[^\n]+?)"
-    r"(?: \[while running [^\n]*)?$",
-    re.MULTILINE,
-)
+class BabiFormatError(FileFormatError):
+    """A bAbI file or directory that does not follow the format."""
 
 
-def unwrap_babi_error(error: BaseException) -> BabiFormatError | None:
-    """The BabiFormatError behind an error a Beam runner raised, which may only quote its text."""
+def unwrap_format_error(
+    error: BaseException, error_class: type[FileFormatError] = BabiFormatError
+) -> FileFormatError | None:
+    """The `error_class` error behind an error a Beam runner raised, which may only quote it."""
     seen = error
     while seen is not None:
-        if isinstance(seen, BabiFormatError):
+        if isinstance(seen, error_class):
             return seen
         seen = seen.__cause__ or seen.__context__
-    if match := _WRAPPED_ERROR.search(str(error)):
+    wrapped = re.compile(
+        rf"{error_class.__name__}: (?P<path>[^\n]+?)(?::(?P<line>\d+))?: (?P<message>[^\n]+?)"
+        r"(?: \[while running [^\n]*)?$",
+        re.MULTILINE,
+    )
+    if match := wrapped.search(str(error)):
         line = int(match["line"]) if match["line"] else None
-        return BabiFormatError(match["path"], match["message"], line=line)
+        return error_class(match["path"], match["message"], line=line)
     return None
 
 

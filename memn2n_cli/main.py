@@ -9,7 +9,7 @@ import threading
 import time
 from collections.abc import Sequence
 
-from components.babi_format import ALL_TASKS, TRAIN_SETS, BabiFormatError, find_task_files
+from components.babi_format import ALL_TASKS, TRAIN_SETS, FileFormatError, find_task_files
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow's C++ start-up chatter out
 
@@ -101,6 +101,27 @@ def cmd_data_babi(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     return 0
 
 
+def cmd_data_lm(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+    from components.lm_corpus import corpus_spans, download_ptb, download_text8
+
+    data_dir = args.data_dir
+    if data_dir is None:
+        download = download_ptb if args.corpus == "ptb" else download_text8
+        with Elapsed(f"downloading {args.corpus} into {args.cache_dir}"):
+            data_dir = download(args.cache_dir)
+    corpus_spans(args.corpus, data_dir)  # a missing or empty file fails before Beam starts
+    from components.lm_beam import export_corpus
+
+    with Elapsed(f"Beam: {args.corpus} -> {args.out}"):
+        summary = export_corpus(args.corpus, data_dir, args.out, beam_args)
+    for split in ("train", "eval", "test"):
+        print(
+            f"{split:>5} {summary[split]['tokens']:>12} tokens {summary[split]['blocks']:>8} blocks"
+        )
+    print(f"wrote {args.out}/{{train,eval,test}}/*.tfrecord.gz and {args.out}/summary.json")
+    return 0
+
+
 def pipeline_config(args: argparse.Namespace, beam_args: Sequence[str], **fixed):
     """PipelineConfig from --config FILE, then the command-line flags given, then `fixed`."""
     from pipeline.configs import PipelineConfig, read_config_file
@@ -186,6 +207,40 @@ def cmd_bench_babi(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
         f"mean error {result['mean_error']:.1f}%, failed tasks (> 5%): "
         f"{len(result['failed_tasks'])} {result['failed_tasks']}; "
         f"{result['train_examples_per_sec']:.0f} training examples/s; wrote {args.out}"
+    )
+    return 0
+
+
+def cmd_bench_lm(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+    from components.lm_corpus import corpus_spans
+
+    corpus_spans(args.corpus, args.data_dir)  # a wrong folder fails before the imports
+    import json
+
+    from model.lm_benchmark import lm_defaults, run_lm_benchmark
+    from model.training import override, parse_assignments, read_settings_file
+
+    config = override(lm_defaults(args.corpus), {"model": args.model}, "--model")
+    if args.config:
+        config = override(config, read_settings_file(args.config), args.config)
+    flags = {"epochs": args.epochs, "hops": args.hops, "memory_size": args.memory}
+    if args.dim is not None:
+        flags.update(embedding_dim=args.dim, linear_units=args.dim // 2)
+    config = override(config, {k: v for k, v in flags.items() if v is not None}, "flags")
+    config = override(config, parse_assignments(config, args.set), "--set")
+
+    def report(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    with Elapsed(f"bench lm: {config.model} on {args.corpus}"):
+        result = run_lm_benchmark(args.corpus, args.data_dir, config, args.seed, report, beam_args)
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    print(
+        f"{config.model} on {args.corpus}: valid perplexity {result['valid_perplexity']:.1f}, "
+        f"test perplexity {result['test_perplexity']:.1f} after {result['epochs_run']} epoch(s); "
+        f"{result['tokens_per_sec']:.0f} training tokens/s; wrote {args.out}"
     )
     return 0
 
@@ -330,6 +385,12 @@ def build_parser() -> argparse.ArgumentParser:
     babi.add_argument("--eval-every", type=int, default=10, help="hold out every Nth story")
     babi.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, help="where downloads are kept")
     babi.set_defaults(run=cmd_data_babi)
+    lm = datasets.add_parser("lm", help="PTB or Text8 -> DIR/{train,eval,test}/*.tfrecord.gz")
+    lm.add_argument("--corpus", choices=("ptb", "text8"), required=True)
+    lm.add_argument("--data-dir", help="folder holding ptb.*.txt or text8 (default: download)")
+    lm.add_argument("--out", required=True, help="output folder")
+    lm.add_argument("--cache-dir", default=DEFAULT_CACHE_DIR, help="where downloads are kept")
+    lm.set_defaults(run=cmd_data_lm)
 
     pipeline = commands.add_parser("pipeline", help="the TFX pipeline")
     pipeline_commands = pipeline.add_subparsers(dest="pipeline_command", required=True)
@@ -371,6 +432,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench_babi.add_argument("--out", required=True, help="result JSON file")
     bench_babi.set_defaults(run=cmd_bench_babi)
+    bench_lm = benchmarks.add_parser("lm", help="language modelling: perplexity on PTB or Text8")
+    bench_lm.add_argument("--corpus", choices=("ptb", "text8"), required=True)
+    bench_lm.add_argument("--data-dir", required=True, help="folder holding ptb.*.txt or text8")
+    bench_lm.add_argument("--model", choices=("memn2n", "lstm"), default="memn2n")
+    bench_lm.add_argument("--epochs", type=int, help="at most this many epochs")
+    bench_lm.add_argument("--hops", type=int)
+    bench_lm.add_argument("--memory", type=int, help="memory size N (previous words)")
+    bench_lm.add_argument("--dim", type=int, help="embedding size d (ReLU on half)")
+    bench_lm.add_argument("--seed", type=int, default=1)
+    bench_lm.add_argument("--config", help="JSON file of settings overriding the defaults")
+    bench_lm.add_argument(
+        "--set", action="append", default=[], metavar="NAME=VALUE", help="one setting, repeatable"
+    )
+    bench_lm.add_argument("--out", required=True, help="result JSON file")
+    bench_lm.set_defaults(run=cmd_bench_lm)
     bench_serve = benchmarks.add_parser(
         "serve", help="latency and requests/s of memn2n serve (gRPC, REST) vs in-process"
     )
@@ -418,7 +494,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return args.run(args, beam_args)
-    except (BabiFormatError, FileExistsError, OSError, ValueError) as e:
+    except (FileFormatError, FileExistsError, OSError, ValueError) as e:
         print(f"memn2n: error: {e}", file=sys.stderr)
         return 1
 

@@ -1,0 +1,75 @@
+"""`memn2n bench lm`: the paper's language-modelling experiment on PTB or Text8."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+
+from components.lm_beam import export_corpus
+from components.lm_corpus import SPLITS
+from model.lm_inputs import LMVocabulary, read_tokens, token_stream
+from model.lm_training import EpochProgress, LMTrainConfig, perplexity, train_lm
+
+PAPER = {  # the paper's PTB figures: MemN2N's best row (7 hops, memory 200) and its LSTM
+    "ptb": {"memn2n_test": 111, "memn2n_valid": 118, "lstm_test": 115},
+    "text8": None,  # not checked against the paper here
+}
+
+
+def lm_defaults(corpus: str) -> LMTrainConfig:
+    """PTB: the paper's settings; Text8: the same with words seen fewer than 5 times as <unk>."""
+    return LMTrainConfig(min_count=5) if corpus == "text8" else LMTrainConfig()
+
+
+def run_lm_benchmark(
+    corpus: str,
+    data_dir: str,
+    config: LMTrainConfig,
+    seed: int = 1,
+    report: Callable[[str], None] = print,
+    beam_args: Sequence[str] = (),
+) -> dict:
+    """Ingest with the Beam job, train with validation-based annealing, test the best epoch."""
+    with tempfile.TemporaryDirectory() as scratch:
+        examples = os.path.join(scratch, "examples")
+        export_corpus(corpus, data_dir, examples, beam_args)
+        tokens = {split: read_tokens(examples, split) for split in SPLITS}
+    vocabulary = LMVocabulary.from_tokens(tokens["train"], config.min_count)
+    streams = {split: token_stream(words, vocabulary) for split, words in tokens.items()}
+    report(
+        f"{corpus}: vocabulary {len(vocabulary)} (with <pad>), tokens "
+        + ", ".join(f"{split} {len(words)}" for split, words in tokens.items())
+    )
+
+    def epoch_line(record: dict) -> None:
+        report(
+            f"[{config.model} {corpus}] epoch {record['epoch']} lr {record['learning_rate']:.5f} "
+            f"train ppl {record['train_perplexity']:.1f} "
+            f"valid ppl {record['valid_perplexity']:.1f} "
+            f"({record['seconds']:.0f} s, {record['tokens_per_sec']:.0f} tokens/s)"
+        )
+
+    batches = len(config.batches(streams["train"], training=True))
+    progress = EpochProgress(batches, (len(streams["train"]) - 1) / batches, report)
+    trained = train_lm(
+        streams["train"], streams["eval"], len(vocabulary), config, seed, epoch_line, [progress]
+    )
+    test = perplexity(trained.model, streams["test"], config)
+    return {
+        "corpus": corpus,
+        "model": config.model,
+        "valid_perplexity": round(trained.valid_perplexity, 3),
+        "test_perplexity": round(test, 3),
+        "selection": "the epoch with the lowest validation perplexity; test scored once",
+        "epochs_run": len(trained.history),
+        "curves": trained.history,
+        "tokens_per_sec": round(trained.tokens_per_sec, 1),
+        "train_seconds": round(trained.train_seconds, 1),
+        "vocab_size": len(vocabulary),
+        "tokens": {split: len(words) for split, words in tokens.items()},
+        "seed": seed,
+        "paper": PAPER[corpus],
+        "config": dataclasses.asdict(config),
+    }

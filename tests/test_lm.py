@@ -1,0 +1,185 @@
+"""Language modelling: corpus reading, Beam ingestion, windows, the LM models and perplexity."""
+
+from __future__ import annotations
+
+import math
+import pathlib
+
+import keras
+import numpy as np
+import pytest
+
+from components.lm_beam import export_corpus
+from components.lm_corpus import EOS, CorpusError, corpus_spans, read_blocks
+from memn2n_cli.main import main
+from model.lm_inputs import (
+    LMVocabulary,
+    SequenceBatches,
+    WindowBatches,
+    context_windows,
+    read_tokens,
+    token_stream,
+)
+from model.lm_training import LMTrainConfig, negative_log_likelihood, perplexity, train_lm
+from model.lstm_lm import LSTMLM, LSTMLMConfig
+from model.memn2n_lm import MemN2NLM, MemN2NLMConfig, relu_half
+
+PTB_TRAIN = " the cat sat \n the dog sat \n\n a cat ran \n"
+PTB_VALID = " the dog ran \n"
+PTB_TEST = " a dog sat \n"
+
+
+def write_ptb(folder: pathlib.Path, valid: str = PTB_VALID) -> pathlib.Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "ptb.train.txt").write_text(PTB_TRAIN)
+    (folder / "ptb.valid.txt").write_text(valid)
+    (folder / "ptb.test.txt").write_text(PTB_TEST)
+    return folder
+
+
+def test_ptb_lines_end_in_eos_and_blank_lines_are_dropped(tmp_path):
+    spans = {s.split: s for s in corpus_spans("ptb", str(write_ptb(tmp_path / "ptb")))}
+    blocks = list(read_blocks(spans["train"]))
+    assert [b.tokens for b in blocks] == [
+        ["the", "cat", "sat", EOS],
+        ["the", "dog", "sat", EOS],
+        ["a", "cat", "ran", EOS],
+    ]
+    assert [b.line for b in blocks] == [1, 2, 4]
+    assert [b.index for b in blocks] == [0, 1, 3]
+
+
+def test_text8_splits_at_the_papers_fractions_on_word_boundaries(tmp_path):
+    words = [f"w{i % 37}" for i in range(30_000)]
+    folder = tmp_path / "text8"
+    folder.mkdir()
+    (folder / "text8").write_text(" " + " ".join(words))  # text8 starts with a space
+    spans = corpus_spans("text8", str(folder))
+    assert [s.split for s in spans] == ["train", "eval", "test"]
+    read = {s.split: [t for b in read_blocks(s) for t in b.tokens] for s in spans}
+    assert read["train"] + read["eval"] + read["test"] == words  # no word cut or lost
+    size = (folder / "text8").stat().st_size
+    assert abs(spans[0].end - 0.933 * size) < 8 and abs(spans[1].end - 0.99 * size) < 8
+    assert max(len(b.tokens) for s in spans for b in read_blocks(s)) <= 10_000
+
+
+def test_bad_corpora_fail_naming_the_file(tmp_path):
+    with pytest.raises(CorpusError, match=r"ptb.test.txt: missing PTB file"):
+        folder = write_ptb(tmp_path / "missing")
+        (folder / "ptb.test.txt").unlink()
+        corpus_spans("ptb", str(folder))
+    empty = write_ptb(tmp_path / "empty")
+    (empty / "ptb.test.txt").write_text(" \n\n")
+    [test_span] = [s for s in corpus_spans("ptb", str(empty)) if s.split == "test"]
+    with pytest.raises(CorpusError, match=r"ptb.test.txt: no words in the test split"):
+        list(read_blocks(test_span))
+    with pytest.raises(CorpusError, match=r"text8: missing Text8 file"):
+        corpus_spans("text8", str(tmp_path / "missing"))
+
+
+def test_beam_export_counts_tokens_and_rejects_words_outside_ptbs_closed_vocabulary(tmp_path):
+    summary = export_corpus("ptb", str(write_ptb(tmp_path / "ptb")), str(tmp_path / "out"))
+    assert summary["train"] == {"blocks": 3, "tokens": 12}
+    assert summary["eval"] == {"blocks": 1, "tokens": 4}
+    assert read_tokens(str(tmp_path / "out"), "train") == (
+        "the cat sat <eos> the dog sat <eos> a cat ran <eos>".split()
+    )
+    bad = write_ptb(tmp_path / "bad", valid=" the dog ran \n the emu ran \n")
+    with pytest.raises(CorpusError, match=r"ptb.valid.txt:2: word\(s\) \['emu'\] never occur"):
+        export_corpus("ptb", str(bad), str(tmp_path / "bad_out"))
+    assert not (tmp_path / "bad_out").exists()  # nothing half-written
+
+
+def test_vocabulary_and_context_windows_most_recent_first():
+    vocabulary = LMVocabulary.from_tokens("b a b c b".split())
+    assert vocabulary.words == ["<pad>", "<unk>", "b", "a", "c"]
+    assert vocabulary.encode(["a", "zebra"]).tolist() == [3, 1]
+    stream = np.array([10, 11, 12, 13, 14])
+    windows = context_windows(stream, np.array([1, 4]), memory_size=3)
+    assert windows.tolist() == [[10, 0, 0], [13, 12, 11]]
+    assert token_stream(["a", "b"], LMVocabulary.from_tokens(["a", "b", EOS])).tolist()[0] == 2
+
+
+def test_window_batches_predict_every_word_once_and_lstm_windows_score_each_word_once():
+    stream = np.arange(1, 12)  # [11]: positions 1..10 are predicted
+    windows = WindowBatches(stream, memory_size=4, batch_size=3, shuffle=True, seed=3)
+    targets = np.concatenate([windows[i][1] for i in range(len(windows))])
+    assert sorted(targets.tolist()) == list(range(2, 12))
+    sequences = SequenceBatches(stream, length=4, batch_size=2, shuffle=False, warmup=4)
+    scored = []
+    for i in range(len(sequences)):
+        inputs, targets, weights = sequences[i]
+        assert inputs["tokens"].shape == (len(targets), 8)
+        scored.extend(targets[weights > 0].tolist())
+        previous = inputs["tokens"][weights > 0]
+        assert (targets[weights > 0] == previous + 1).all()  # the next word of the stream
+    assert scored == list(range(2, 12))
+
+
+def test_memn2n_lm_shapes_shared_weights_and_relu_on_half():
+    config = MemN2NLMConfig(vocab_size=30, memory_size=7, embedding_dim=8, hops=3, linear_units=4)
+    model = MemN2NLM(config, seed=0)
+    outputs = model({"context": np.array([[5, 4, 0, 0, 0, 0, 0], [1, 2, 3, 4, 5, 6, 7]])})
+    assert outputs["logits"].shape == (2, 30) and outputs["attention"].shape == (2, 3, 7)
+    attention = keras.ops.convert_to_numpy(outputs["attention"])
+    assert attention[0, :, 2:].max() == 0 and np.allclose(attention.sum(-1), 1, atol=1e-5)
+    names = sorted(v.path.split("/")[-2] for v in model.trainable_variables)
+    assert names == ["H", "W", "embedding_a", "embedding_c", "temporal_a", "temporal_c"]
+    u = keras.ops.convert_to_tensor(np.array([[-1.0, 2.0, -3.0, 4.0]]))
+    assert keras.ops.convert_to_numpy(relu_half(u, 2)).tolist() == [[-1.0, 2.0, 0.0, 4.0]]
+
+
+class FixedLogits(keras.Model):
+    """A stand-in language model: the same next-word probabilities whatever the input."""
+
+    def __init__(self, probabilities):
+        super().__init__()
+        self.logits = np.log(np.asarray(probabilities, dtype="float32"))
+
+    def call(self, inputs):
+        batch = len(next(iter(inputs.values())))
+        return {"logits": np.tile(self.logits, (batch, 1))}
+
+
+def test_perplexity_by_hand():
+    stream = np.array([1, 2, 1, 1])  # targets 2, 1, 1 with p = 0.25, 0.5, 0.5
+    model = FixedLogits([0.25, 0.5, 0.25])
+    batches = WindowBatches(stream, memory_size=2, batch_size=2, shuffle=False)
+    total, count = negative_log_likelihood(model, batches)
+    assert count == 3 and total == pytest.approx(-math.log(0.25) - 2 * math.log(0.5))
+    config = LMTrainConfig(memory_size=2)
+    assert perplexity(model, stream, config) == pytest.approx((1 / (0.25 * 0.5 * 0.5)) ** (1 / 3))
+
+
+def test_both_language_models_learn_a_repeating_text():
+    vocabulary = LMVocabulary.from_tokens("a b c d e".split())
+    stream = token_stream("a b c d e".split() * 60, vocabulary)
+    for model in ("memn2n", "lstm"):
+        config = LMTrainConfig(
+            model=model,
+            embedding_dim=16,
+            linear_units=8,
+            hops=2,
+            memory_size=5,
+            lstm_units=16,
+            lstm_embedding_dim=16,
+            sequence_length=10,
+            batch_size=16,
+            learning_rate=0.1 if model == "memn2n" else 0.5,
+            epochs=20,
+            jit_compile=False,
+        )
+        result = train_lm(stream, stream, len(vocabulary), config, seed=1)
+        assert result.history[0]["valid_perplexity"] > 2.5, model
+        assert result.valid_perplexity < 1.5, (model, result.history)
+
+
+def test_lstm_lm_shapes():
+    model = LSTMLM(LSTMLMConfig(vocab_size=12, embedding_dim=4, units=6))
+    assert model({"tokens": np.zeros((3, 5), "int32")})["logits"].shape == (3, 5, 12)
+
+
+def test_bench_lm_command_rejects_a_wrong_folder(tmp_path, capsys):
+    out = str(tmp_path / "lm.json")
+    assert main(["bench", "lm", "--corpus", "ptb", "--data-dir", str(tmp_path), "--out", out]) == 1
+    assert "ptb.train.txt: missing PTB file" in capsys.readouterr().err
