@@ -31,7 +31,7 @@ class MemN2NConfig:
     # and 16 stay at chance (BUILD_NOTES.md, "Position-encoding scale").
     position_scale: float = 2.0
     # Empty slots count in each hop's softmax denominator (as the paper's code); see MemoryHop.
-    empty_in_denominator: bool = False
+    empty_in_denominator: bool = True
     temporal: bool = True  # learned T_A, T_C per memory slot
     random_noise: float = 0.1  # RN: fraction of empty memories inserted in training; 0 = off
     weight_tying: str = "adjacent"  # "adjacent" or "layerwise"

@@ -28,7 +28,7 @@ class BabiTrainConfig:
     memory_size: int = 50  # the most recent 50 sentences
     encoding: str = "position"  # PE
     position_scale: float = 2.0  # as the paper's code; see MemN2NConfig
-    empty_in_denominator: bool = False  # see MemN2NConfig
+    empty_in_denominator: bool = True  # see MemN2NConfig
     temporal: bool = True
     random_noise: float = 0.1  # RN
     weight_tying: str = "adjacent"

@@ -133,6 +133,7 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
     """One HTTP/1.1 connection; `server.model_server` answers."""
 
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body leave at once: no 40 ms delayed-ACK stall
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - base class signature
         log.debug("%s %s", self.address_string(), format % args)

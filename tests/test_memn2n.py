@@ -89,7 +89,7 @@ def test_weight_tying_shares_exactly_the_right_weights(tying, temporal, expected
 
 def test_linear_start_removes_and_restores_the_softmax():
     model = MemN2N(CONFIG)
-    inputs = batch()
+    inputs = batch(sentences=CONFIG.memory_size)  # no empty slot: each hop's weights sum to 1
     softmax = keras.ops.convert_to_numpy(model(inputs)["attention"])
     np.testing.assert_allclose(softmax.sum(-1), 1.0, rtol=1e-5)
     set_linear_start(model, True)
