@@ -176,9 +176,11 @@ class MemoryHop(keras.layers.Layer):
         scores = ops.einsum("bnd,bd->bn", memories_in, u)
         masked = ops.where(in_use > 0, scores, -1e9)
         if self.empty_in_denominator:
-            top = ops.maximum(ops.max(masked, axis=-1, keepdims=True), 0.0)  # [B, 1]
+            has_empty = ops.any(in_use == 0, axis=-1, keepdims=True)  # [B, 1]
+            top = ops.max(masked, axis=-1, keepdims=True)  # [B, 1]
+            top = ops.where(has_empty, ops.maximum(top, 0.0), top)  # the largest term is exp(0)
             weights = ops.exp(masked - top) * in_use  # [B, N]
-            empty = ops.sum(1.0 - in_use, axis=-1, keepdims=True) * ops.exp(-top)  # [B, 1]
+            empty = ops.sum(1.0 - in_use, axis=-1, keepdims=True) * ops.exp(-ops.maximum(top, 0.0))
             softmax = weights / (ops.sum(weights, axis=-1, keepdims=True) + empty)
         else:
             softmax = ops.softmax(masked, axis=-1) * in_use

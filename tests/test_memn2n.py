@@ -120,6 +120,10 @@ def test_empty_slots_can_count_in_the_softmax_denominator_without_getting_attent
     _, p = MemoryHop()(u, memories, memories, in_use)
     expected = np.exp([2.0, 1.0]) / (np.exp(2.0) + np.exp(1.0))
     np.testing.assert_allclose(keras.ops.convert_to_numpy(p)[0], [*expected, 0, 0], rtol=1e-6)
+    far = np.array([[[-200.0, 0.0], [-201.0, 0.0]]], "float32")  # no empty slot, scores << 0
+    _, p = MemoryHop(empty_in_denominator=True)(u, far, far, np.ones((1, 2), "float32"))
+    expected = np.exp([0.0, -1.0]) / (1 + np.exp(-1.0))  # no 0/0 from underflow
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(p)[0], expected, rtol=1e-6)
 
 
 def test_random_noise_acts_only_in_training():
