@@ -228,12 +228,16 @@ def cmd_bench_lm(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
         flags.update(embedding_dim=args.dim, linear_units=args.dim // 2)
     config = override(config, {k: v for k, v in flags.items() if v is not None}, "flags")
     config = override(config, parse_assignments(config, args.set), "--set")
+    if args.export and config.model != "memn2n":
+        raise ValueError("--export serves the MemN2N language model only")
 
     def report(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
     with Elapsed(f"bench lm: {config.model} on {args.corpus}"):
-        result = run_lm_benchmark(args.corpus, args.data_dir, config, args.seed, report, beam_args)
+        result = run_lm_benchmark(
+            args.corpus, args.data_dir, config, args.seed, report, beam_args, args.export
+        )
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
@@ -446,6 +450,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], metavar="NAME=VALUE", help="one setting, repeatable"
     )
     bench_lm.add_argument("--out", required=True, help="result JSON file")
+    bench_lm.add_argument("--export", help="write the MemN2N SavedModel here, e.g. S/ptb/1")
     bench_lm.set_defaults(run=cmd_bench_lm)
     bench_serve = benchmarks.add_parser(
         "serve", help="latency and requests/s of memn2n serve (gRPC, REST) vs in-process"

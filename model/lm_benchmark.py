@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 
 from components.lm_beam import export_corpus
 from components.lm_corpus import SPLITS
+from model.lm_export import export_lm
 from model.lm_inputs import LMVocabulary, read_tokens, token_stream
 from model.lm_training import EpochProgress, LMTrainConfig, perplexity, train_lm
 
@@ -30,8 +31,10 @@ def run_lm_benchmark(
     seed: int = 1,
     report: Callable[[str], None] = print,
     beam_args: Sequence[str] = (),
+    export_dir: str | None = None,
 ) -> dict:
-    """Ingest with the Beam job, train with validation-based annealing, test the best epoch."""
+    """Ingest with the Beam job, train with validation-based annealing, test the best epoch;
+    with `export_dir`, write the MemN2N model there as a servable SavedModel."""
     with tempfile.TemporaryDirectory() as scratch:
         examples = os.path.join(scratch, "examples")
         export_corpus(corpus, data_dir, examples, beam_args)
@@ -57,6 +60,8 @@ def run_lm_benchmark(
         streams["train"], streams["eval"], len(vocabulary), config, seed, epoch_line, [progress]
     )
     test = perplexity(trained.model, streams["test"], config)
+    if export_dir:
+        export_lm(trained.model, vocabulary.words, config.memory_size, export_dir)
     return {
         "corpus": corpus,
         "model": config.model,

@@ -183,3 +183,33 @@ def test_bench_lm_command_rejects_a_wrong_folder(tmp_path, capsys):
     out = str(tmp_path / "lm.json")
     assert main(["bench", "lm", "--corpus", "ptb", "--data-dir", str(tmp_path), "--out", out]) == 1
     assert "ptb.train.txt: missing PTB file" in capsys.readouterr().err
+
+
+def test_exported_lm_answers_a_text_prefix_with_next_words_and_attention(tmp_path):
+    import tensorflow as tf
+
+    from model.lm_export import export_lm
+
+    vocabulary = LMVocabulary.from_tokens("a b c d e".split() + [EOS])
+    stream = token_stream("a b c d e".split() * 60, vocabulary)
+    config = LMTrainConfig(
+        embedding_dim=16,
+        linear_units=8,
+        hops=2,
+        memory_size=5,
+        batch_size=16,
+        learning_rate=0.1,
+        epochs=20,
+        jit_compile=False,
+    )
+    model = train_lm(stream, stream, len(vocabulary), config, seed=1).model
+    export_lm(model, vocabulary.words, 5, str(tmp_path / "lm" / "1"), top_k=3)
+    serve = tf.saved_model.load(str(tmp_path / "lm" / "1")).signatures["serving_default"]
+    out = serve(prefix=tf.constant(["a b c", "zebra c"]))
+    assert out["next_words"].shape == (2, 3) and out["attention"].shape == (2, 2, 5)
+    assert out["next_words"][0, 0].numpy() == b"d"  # learned: c is followed by d
+    assert out["context"].numpy().tolist() == [
+        [b"c", b"b", b"a", EOS.encode(), b""],
+        [b"c", b"<unk>", EOS.encode(), b"", b""],
+    ]
+    assert np.all(np.diff(out["probabilities"].numpy(), axis=1) <= 0)

@@ -435,3 +435,19 @@ def test_the_same_client_works_against_real_tf_serving(blessed_run):
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+def test_bench_serve_measures_every_protocol_and_a_swap_without_failures(blessed_run, tmp_path):
+    from serving.load_bench import run_serve_benchmark
+
+    result = run_serve_benchmark(pushed_version(blessed_run), [1], 0.5, report=lambda line: None)
+    for protocol in ("in_process", "grpc", "rest", "grpc_batching"):
+        [point] = result[protocol]
+        assert point["clients"] == 1 and point["requests"] > 0 and point["failed"] == 0
+        assert 0 < point["p50_ms"] <= point["p99_ms"]
+    assert result["swap"]["failed"] == 0 and result["swap"]["versions"] == [1, 2]
+    assert set(result["targets"]) == {
+        "grpc_p50_over_in_process_at_1_client",
+        "grpc_p50_under_2x_in_process",
+        "zero_failed_across_swap",
+    }
