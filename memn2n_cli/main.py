@@ -220,7 +220,7 @@ def cmd_bench_lm(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     from model.lm_benchmark import lm_defaults, run_lm_benchmark
     from model.training import override, parse_assignments, read_settings_file
 
-    config = override(lm_defaults(args.corpus), {"model": args.model}, "--model")
+    config = lm_defaults(args.corpus, args.model)
     if args.config:
         config = override(config, read_settings_file(args.config), args.config)
     flags = {"epochs": args.epochs, "hops": args.hops, "memory_size": args.memory}

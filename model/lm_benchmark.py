@@ -19,9 +19,14 @@ PAPER = {  # the paper's PTB figures: MemN2N's best row (7 hops, memory 200) and
 }
 
 
-def lm_defaults(corpus: str) -> LMTrainConfig:
-    """PTB: the paper's settings; Text8: the same with words seen fewer than 5 times as <unk>."""
-    return LMTrainConfig(min_count=5) if corpus == "text8" else LMTrainConfig()
+def lm_defaults(corpus: str, model: str = "memn2n") -> LMTrainConfig:
+    """MemN2N: the paper's settings. The LSTM: SGD at 1.0 on the mean loss per word, clipping at
+    5, batches of 20 windows of 35 words (the usual small PTB LSTM). Text8: words seen fewer
+    than 5 times become <unk>."""
+    lstm = {"learning_rate": 1.0, "clipnorm": 5.0, "loss_reduction": "mean", "batch_size": 20}
+    return LMTrainConfig(
+        model=model, min_count=5 if corpus == "text8" else 1, **(lstm if model == "lstm" else {})
+    )
 
 
 def run_lm_benchmark(

@@ -34,7 +34,8 @@ class LMTrainConfig:
     anneal_factor: float = 1.5
     min_learning_rate: float = 1e-5
     batch_size: int = 128
-    clipnorm: float = 50.0  # global gradient norm, of the loss summed over the batch
+    clipnorm: float = 50.0  # global gradient norm, of the loss as `loss_reduction` says
+    loss_reduction: str = "sum"  # over the batch, as the paper's code; "mean": per target
     min_count: int = 1  # words seen fewer times in training become <unk> (Text8: 5)
     lstm_units: int = 200
     lstm_embedding_dim: int = 200
@@ -47,6 +48,8 @@ class LMTrainConfig:
         for name in ("epochs", "batch_size", "sequence_length", "min_count"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.loss_reduction not in ("sum", "mean"):
+            raise ValueError(f"loss_reduction {self.loss_reduction!r} is not 'sum' or 'mean'")
         if self.anneal_factor <= 1 or self.learning_rate <= 0:
             raise ValueError("anneal_factor must be above 1 and learning_rate positive")
 
@@ -126,12 +129,18 @@ def train_lm(
     model.compile(
         optimizer=keras.optimizers.SGD(config.learning_rate, global_clipnorm=config.clipnorm),
         loss={
-            "logits": keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
+            "logits": keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True,
+                reduction="sum" if config.loss_reduction == "sum" else "sum_over_batch_size",
+            )
         },
         jit_compile=config.jit_compile,
     )
     train = config.batches(train_stream, training=True, seed=seed)
-    targets_per_batch = (len(train_stream) - 1) / len(train)  # Keras reports the mean batch sum
+    # Keras reports the mean over batches of each batch's loss: a sum over its targets, or a mean
+    targets_per_batch = (
+        (len(train_stream) - 1) / len(train) if config.loss_reduction == "sum" else 1
+    )
     rate, best, best_weights, history, trained = config.learning_rate, math.inf, None, [], 0
     previous = math.inf
     start = time.perf_counter()
