@@ -62,6 +62,20 @@ class Elapsed:
         )
 
 
+def report_progress(line: str) -> None:
+    """A benchmark's progress line, on stderr."""
+    print(line, file=sys.stderr, flush=True)
+
+
+def write_result(path: str, result: dict) -> None:
+    """A benchmark's result JSON, its folder created if needed."""
+    import json
+
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+
+
 def format_tasks(tasks: Sequence[int]) -> str:
     """[1, 2, 4, 5, 6] -> '1-2,4-6'."""
     runs: list[list[int]] = []
@@ -167,7 +181,6 @@ def cmd_pipeline_compile(args: argparse.Namespace, beam_args: Sequence[str]) -> 
 
 def cmd_bench_babi(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     find_task_files(args.babi_dir, args.train_set, [])  # a wrong folder fails before imports
-    import json
 
     from model.babi_benchmark import run_babi_benchmark
     from model.lstm import LSTMConfig
@@ -180,9 +193,6 @@ def cmd_bench_babi(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
         config = override(config, {"epochs": args.epochs}, "--epochs")
     config = override(config, parse_assignments(config, args.set), "--set")
 
-    def report(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
     with Elapsed(f"bench babi: {args.model} {args.mode} on {args.train_set}"):
         result = run_babi_benchmark(
             args.babi_dir,
@@ -192,12 +202,10 @@ def cmd_bench_babi(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
             args.tasks,
             args.seeds,
             config,
-            report,
+            report_progress,
             beam_args,
         )
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
+    write_result(args.out, result)
     print(f"{'task':>5} {'error %':>8}")
     for task, error in result["per_task_error"].items():
         print(f"{task:>5} {error:>8.1f}")
@@ -215,7 +223,6 @@ def cmd_bench_lm(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     from components.lm_corpus import corpus_spans
 
     corpus_spans(args.corpus, args.data_dir)  # a wrong folder fails before the imports
-    import json
 
     from model.lm_benchmark import lm_defaults, run_lm_benchmark
     from model.training import override, parse_assignments, read_settings_file
@@ -231,16 +238,11 @@ def cmd_bench_lm(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     if args.export and config.model != "memn2n":
         raise ValueError("--export serves the MemN2N language model only")
 
-    def report(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
     with Elapsed(f"bench lm: {config.model} on {args.corpus}"):
         result = run_lm_benchmark(
-            args.corpus, args.data_dir, config, args.seed, report, beam_args, args.export
+            args.corpus, args.data_dir, config, args.seed, report_progress, beam_args, args.export
         )
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
+    write_result(args.out, result)
     print(
         f"{config.model} on {args.corpus}: valid perplexity {result['valid_perplexity']:.1f}, "
         f"test perplexity {result['test_perplexity']:.1f} after {result['epochs_run']} epoch(s); "
@@ -338,7 +340,6 @@ def cmd_query(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
 
 
 def cmd_bench_serve(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
-    import json
 
     from serving.load_bench import run_serve_benchmark
 
@@ -347,14 +348,9 @@ def cmd_bench_serve(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
         raise ValueError(f"{args.model_base_path}: no numbered version folder to serve")
     model_dir = os.path.join(args.model_base_path, str(args.version or max(versions, key=int)))
 
-    def report(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
-
     with Elapsed(f"bench serve: {model_dir}"):
-        result = run_serve_benchmark(model_dir, args.clients, args.seconds, report)
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
+        result = run_serve_benchmark(model_dir, args.clients, args.seconds, report_progress)
+    write_result(args.out, result)
     print(f"{'protocol':<14} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'failed':>6}")
     for protocol in ("in_process", "grpc", "rest", "grpc_batching"):
         for point in result[protocol]:

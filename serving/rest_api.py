@@ -203,7 +203,7 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
         signature = loaded.signature(spec.signature_name)
         text_inputs = {n: s.dtype.name == "string" for n, s in signature.inputs.items()}
         inputs, row_format = request_inputs(body, text_inputs)
-        _, outputs = model_server.predict(spec, inputs, request_bytes=length)
+        _, outputs = model_server.predict(spec, inputs, request_bytes=length, loaded=loaded)
         return predict_response(outputs, row_format)
 
     def _answer(self, handler) -> None:

@@ -106,13 +106,15 @@ class ModelServer:
         inputs: dict[str, np.ndarray],
         output_filter: list[str] | None = None,
         request_bytes: int = 0,
+        loaded: LoadedVersion | None = None,
     ) -> tuple[model_pb2.ModelSpec, dict[str, np.ndarray]]:
-        """Run the signature a ModelSpec names; the spec that answered and the outputs."""
+        """Run the signature a ModelSpec names (on `loaded`, when the caller already resolved
+        the spec); the spec that answered and the outputs."""
         if request_bytes > self.limits.max_request_bytes:
             raise InvalidArgument(
                 f"request of {request_bytes} bytes; the limit is {self.limits.max_request_bytes}"
             )
-        loaded = self.resolve(spec)
+        loaded = loaded or self.resolve(spec)
         signature_name = spec.signature_name or DEFAULT_SIGNATURE
         outputs = loaded.predict(signature_name, inputs, self.limits, output_filter)
         return self._answered_spec(spec, loaded, signature_name), outputs
