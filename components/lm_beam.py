@@ -1,9 +1,11 @@
 """The language-modelling Beam transform: a corpus -> one tf.Example per block, in splits
 train, eval and test; and `memn2n data lm`, which writes them as TFRecords.
 
-An example holds `index` (the block's place in its split) and `tokens` (its words, PTB lines
-ending in `<eos>`). For PTB, whose vocabulary is closed, a word of eval or test that training
-never saw fails the job naming its file and line.
+An example holds `index` (the block's place in its split), `tokens` (its words, PTB lines
+ending in `<eos>`) and `context` (up to `context_words` words before it, so that a block can be
+scored alone, as TFMA does; a word is stored about 1 + context_words / block size times, 1.1
+for PTB). For PTB, whose vocabulary is closed, a word of eval or test that training never saw
+fails the job naming its file and line.
 """
 
 from __future__ import annotations
@@ -23,7 +25,14 @@ from components.babi_export import (
     write_json,
     write_tfrecords,
 )
-from components.lm_corpus import SPLITS, Block, CorpusError, corpus_spans, read_blocks
+from components.lm_corpus import (
+    CONTEXT_WORDS,
+    SPLITS,
+    Block,
+    CorpusError,
+    corpus_spans,
+    read_blocks,
+)
 
 CLOSED_VOCABULARY = {"ptb": True, "text8": False}
 
@@ -36,6 +45,9 @@ def to_tf_example(block: Block) -> tf.train.Example:
                 "tokens": tf.train.Feature(
                     bytes_list=tf.train.BytesList(value=[t.encode() for t in block.tokens])
                 ),
+                "context": tf.train.Feature(
+                    bytes_list=tf.train.BytesList(value=[t.encode() for t in block.context])
+                ),
             }
         )
     )
@@ -44,25 +56,26 @@ def to_tf_example(block: Block) -> tf.train.Example:
 def check_in_vocabulary(block: Block, vocabulary: set[str]) -> Block:
     """The block, if every word was seen in training; else a CorpusError at its line."""
     if unknown := sorted(set(block.tokens) - vocabulary):
+        first = min(block.tokens.index(word) for word in unknown)
         raise CorpusError(
             block.path,
             f"word(s) {unknown[:5]} never occur in the training split; this corpus's vocabulary "
             "is closed (every eval and test word must occur in train)",
-            block.line,
+            block.line_of(first),
         )
     return block
 
 
 @beam.ptransform_fn
 def CorpusToExamples(  # noqa: N802 - Beam PTransform naming
-    pipeline: beam.Pipeline, corpus: str, data_dir: str
+    pipeline: beam.Pipeline, corpus: str, data_dir: str, context_words: int = CONTEXT_WORDS
 ) -> dict[str, beam.PCollection]:
     """{split: PCollection of tf.train.Example}, one example per block."""
     blocks = (
         pipeline
         | "ListSpans" >> beam.Create(corpus_spans(corpus, data_dir))
         | "SpreadSpans" >> beam.Reshuffle()
-        | "ReadBlocks" >> beam.FlatMap(read_blocks)
+        | "ReadBlocks" >> beam.FlatMap(read_blocks, context_words)
     )
     by_split = blocks | "PartitionBySplit" >> beam.Partition(
         lambda block, _: SPLITS.index(block.split), len(SPLITS)

@@ -31,6 +31,8 @@ PTB_FILES = {"train": "ptb.train.txt", "eval": "ptb.valid.txt", "test": "ptb.tes
 TEXT8_FILE = "text8"
 TEXT8_CUTS = (0.933, 0.99)  # fractions of the file: train | eval | test
 TEXT8_BLOCK_WORDS = 10_000
+PTB_BLOCK_LINES = 100  # about 2,100 words
+CONTEXT_WORDS = 200  # the paper's largest memory
 PTB_URL = "http://www.fit.vutbr.cz/~imikolov/rnnlm/simple-examples.tgz"
 PTB_ARCHIVE_DIR = "./simple-examples/data/"
 TEXT8_URL = "http://mattmahoney.net/dc/text8.zip"
@@ -42,13 +44,20 @@ class CorpusError(FileFormatError):
 
 @dataclasses.dataclass(frozen=True)
 class Block:
-    """A run of the token stream: `index` orders blocks within a split; `line` is 1-based."""
+    """A run of the token stream: `index` orders blocks within a split; `lines` are the 1-based
+    file lines its PTB sentences came from (Text8: [1]); `context` is up to the last
+    `context_words` words before it in its split, after the split's leading `<eos>`."""
 
     split: str
     index: int
     tokens: list[str]
     path: str
-    line: int
+    lines: list[int]
+    context: list[str] = dataclasses.field(default_factory=list)
+
+    def line_of(self, position: int) -> int:
+        """The file line of `tokens[position]`."""
+        return self.lines[min(self.tokens[:position].count(EOS), len(self.lines) - 1)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,8 +106,11 @@ def next_space(path: str, offset: int) -> int:
     return offset + (at + 1 if at >= 0 else len(chunk))
 
 
-def read_blocks(span: CorpusSpan) -> Iterator[Block]:
-    """The span's blocks in order: PTB lines (+ `<eos>`), or Text8 runs of words."""
+def read_blocks(
+    span: CorpusSpan, context_words: int = CONTEXT_WORDS, block_lines: int = PTB_BLOCK_LINES
+) -> Iterator[Block]:
+    """The span's blocks in order: runs of `block_lines` PTB lines (each + `<eos>`), or of Text8
+    words; each with the `context_words` words before it."""
     with open(span.path, "rb") as f:
         f.seek(span.start)
         data = f.read(span.end - span.start)
@@ -113,15 +125,30 @@ def read_blocks(span: CorpusSpan) -> Iterator[Block]:
         if "\n" in text.rstrip("\n"):
             raise CorpusError(span.path, "Text8 is one line of words; this file has several")
         words = text.split()
-        for index, start in enumerate(range(0, len(words), TEXT8_BLOCK_WORDS)):
-            yield Block(span.split, index, words[start : start + TEXT8_BLOCK_WORDS], span.path, 1)
-        return
-    for index, line in enumerate(text.splitlines()):
-        words = line.split()
-        if EOS in words:
-            raise CorpusError(span.path, f"the text itself holds {EOS}", index + 1)
-        if words:
-            yield Block(span.split, index, [*words, EOS], span.path, index + 1)
+        runs = [
+            (words[start : start + TEXT8_BLOCK_WORDS], [1])
+            for start in range(0, len(words), TEXT8_BLOCK_WORDS)
+        ]
+    else:
+        sentences = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            words = line.split()
+            if EOS in words:
+                raise CorpusError(span.path, f"the text itself holds {EOS}", number)
+            if words:
+                sentences.append(([*words, EOS], number))
+        runs = [
+            (
+                [w for words, _ in sentences[start : start + block_lines] for w in words],
+                [number for _, number in sentences[start : start + block_lines]],
+            )
+            for start in range(0, len(sentences), block_lines)
+        ]
+    before = [EOS]  # the boundary before the split's first line, as model.lm_inputs reads it
+    for index, (tokens, lines) in enumerate(runs):
+        context = before[-context_words:] if context_words else []
+        yield Block(span.split, index, tokens, span.path, lines, context)
+        before = (before + tokens)[-context_words:]
 
 
 def download_ptb(cache_dir: str, url: str = PTB_URL) -> str:

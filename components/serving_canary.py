@@ -40,6 +40,7 @@ class Executor(base_executor.BaseExecutor):
                 examples.uri,
                 exec_properties["split"],
                 exec_properties["requests"],
+                experiment=exec_properties["experiment"],
             )
         with open(os.path.join(blessing.uri, REPORT_FILE), "w") as f:
             json.dump(report, f, indent=1)
@@ -52,6 +53,7 @@ class ServingCanarySpec(ComponentSpec):
     PARAMETERS = {
         "split": ExecutionParameter(type=str),
         "requests": ExecutionParameter(type=int),
+        "experiment": ExecutionParameter(type=str),
     }
     INPUTS = {
         "model": ChannelParameter(type=standard_artifacts.Model),
@@ -63,7 +65,8 @@ class ServingCanarySpec(ComponentSpec):
 
 class ServingCanary(base_component.BaseComponent):
     """Blesses the model for serving when the server loads it and answers `requests` gRPC
-    Predicts of eval questions correctly formed; Pusher's `infra_blessing` input."""
+    Predicts of eval questions (`experiment` "babi") or text prefixes ("lm") correctly formed;
+    Pusher's `infra_blessing` input."""
 
     SPEC_CLASS = ServingCanarySpec
     EXECUTOR_SPEC = executor_spec.ExecutorClassSpec(Executor)
@@ -75,6 +78,7 @@ class ServingCanary(base_component.BaseComponent):
         model_blessing: types.BaseChannel,
         split: str = "eval",
         requests: int = 10,
+        experiment: str = "babi",
     ):
         spec = ServingCanarySpec(
             model=model,
@@ -82,6 +86,7 @@ class ServingCanary(base_component.BaseComponent):
             model_blessing=model_blessing,
             split=split,
             requests=requests,
+            experiment=experiment,
             blessing=types.Channel(type=standard_artifacts.InfraBlessing),
         )
         super().__init__(spec=spec)

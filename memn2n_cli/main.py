@@ -143,6 +143,9 @@ def pipeline_config(args: argparse.Namespace, beam_args: Sequence[str], **fixed)
     values = read_config_file(args.config) if args.config else {}
     flags = {
         "babi_dir": args.babi_dir,
+        "experiment": "lm" if args.corpus else None,
+        "corpus": args.corpus,
+        "corpus_dir": args.corpus_dir,
         "train_set": args.train_set,
         "tasks": tuple(args.tasks) if args.tasks else None,
         "epochs": args.epochs,
@@ -152,14 +155,17 @@ def pipeline_config(args: argparse.Namespace, beam_args: Sequence[str], **fixed)
     }
     values.update({name: value for name, value in flags.items() if value is not None})
     values.update(fixed)
-    if "babi_dir" not in values:
+    if values.get("experiment", "babi") == "babi" and "babi_dir" not in values:
         raise ValueError("no bAbI folder: give --babi-dir or babi_dir in --config")
+    if values.get("experiment") == "lm" and "corpus_dir" not in values:
+        raise ValueError("no corpus folder: give --corpus-dir or corpus_dir in --config")
     return PipelineConfig(**values)
 
 
 def cmd_pipeline_run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     config = pipeline_config(args, beam_args)
-    find_task_files(config.babi_dir, config.train_set, config.tasks)
+    if config.experiment == "babi":
+        find_task_files(config.babi_dir, config.train_set, config.tasks)
     from pipeline.local_runner import run
     from pipeline.report import format_report, run_report
 
@@ -235,8 +241,6 @@ def cmd_bench_lm(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
         flags.update(embedding_dim=args.dim, linear_units=args.dim // 2)
     config = override(config, {k: v for k, v in flags.items() if v is not None}, "flags")
     config = override(config, parse_assignments(config, args.set), "--set")
-    if args.export and config.model != "memn2n":
-        raise ValueError("--export serves the MemN2N language model only")
 
     with Elapsed(f"bench lm: {config.model} on {args.corpus}"):
         result = run_lm_benchmark(
@@ -296,32 +300,49 @@ def cmd_serve(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
 def cmd_query(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     import json
 
-    from serving.client import QueryError, attention_table
+    from serving.client import QueryError, attention_table, next_words_table
 
-    story = sys.stdin.read() if args.story == "-" else open(args.story).read()
+    if args.prefix is None and (args.story is None or args.question is None):
+        raise ValueError("give --story and --question (bAbI), or --prefix (a language model)")
+    story = ""
+    if args.prefix is not None:
+        inputs = {"prefix": [args.prefix]}
+    else:
+        story = sys.stdin.read() if args.story == "-" else open(args.story).read()
+        inputs = {"story": [story], "question": [args.question]}
     try:
         if args.rest:
             from serving.client import rest_predict
 
             server = args.server or "localhost:8501"
-            outputs = rest_predict(server, args.model, [story], [args.question], args.version)
+            outputs = rest_predict(server, args.model, inputs, args.version)
             version = args.version
         else:
             import grpc
             from tensorflow_serving.apis import prediction_service_pb2_grpc
 
             from model.export import predict_request
+            from model.lm_export import lm_predict_request
             from serving.client import grpc_predict
 
+            if args.prefix is not None:
+                request = lm_predict_request(args.model, [args.prefix], args.version)
+            else:
+                request = predict_request(args.model, [story], [args.question], args.version)
             server = args.server or "localhost:8500"
             with grpc.insecure_channel(server) as channel:
                 stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
-                request = predict_request(args.model, [story], [args.question], args.version)
                 version, arrays = grpc_predict(stub, request)
             outputs = {k: v.tolist() for k, v in arrays.items()}
     except QueryError as e:
         print(f"memn2n query: {server} refused the request: {e}", file=sys.stderr)
         return 1
+    if args.prefix is not None:
+        if args.json:
+            print(json.dumps({"version": version, **json_safe(outputs)}))
+        else:
+            print(next_words_table(outputs))
+        return 0
     answer = outputs["answer"][0]
     answer = answer.decode() if isinstance(answer, bytes) else answer
     result = {
@@ -337,6 +358,15 @@ def cmd_query(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     if result["attention"]:
         print(attention_table(story, result["attention"]))
     return 0
+
+
+def json_safe(value):
+    """Lists of bytes (gRPC string tensors) as lists of str, for json.dumps."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value.decode() if isinstance(value, bytes) else value
 
 
 def cmd_bench_serve(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
@@ -401,6 +431,10 @@ def build_parser() -> argparse.ArgumentParser:
     for command in (local, compiled):
         command.add_argument("--config", help="JSON file of PipelineConfig fields")
         command.add_argument("--babi-dir", help="folder holding en/ and en-10k/")
+        command.add_argument(
+            "--corpus", choices=("ptb", "text8"), help="the language-modelling pipeline instead"
+        )
+        command.add_argument("--corpus-dir", help="folder holding ptb.*.txt or text8")
         command.add_argument("--train-set", choices=TRAIN_SETS)
         command.add_argument("--tasks", type=task_list, help="e.g. 1,2,5 or 1-20 (default all)")
         command.add_argument("--epochs", type=int, help="epochs of both trainers")
@@ -446,7 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], metavar="NAME=VALUE", help="one setting, repeatable"
     )
     bench_lm.add_argument("--out", required=True, help="result JSON file")
-    bench_lm.add_argument("--export", help="write the MemN2N SavedModel here, e.g. S/ptb/1")
+    bench_lm.add_argument("--export", help="write the SavedModel here, e.g. S/ptb/1")
     bench_lm.set_defaults(run=cmd_bench_lm)
     bench_serve = benchmarks.add_parser(
         "serve", help="latency and requests/s of memn2n serve (gRPC, REST) vs in-process"
@@ -476,12 +510,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max_line_words", type=int, default=200, help="words per sentence")
     serve.set_defaults(run=cmd_serve)
 
-    query = commands.add_parser("query", help="ask a served bAbI model a question")
+    query = commands.add_parser(
+        "query", help="ask a served bAbI model a question, or a language model for next words"
+    )
     query.add_argument("--server", help="host:port (default localhost:8500, or :8501 with --rest)")
     query.add_argument("--model", default="babi")
     query.add_argument("--version", type=int, help="default: the latest served")
-    query.add_argument("--story", required=True, help="file of sentences, one per line; - stdin")
-    query.add_argument("--question", required=True)
+    query.add_argument("--story", help="file of sentences, one per line; - stdin")
+    query.add_argument("--question")
+    query.add_argument("--prefix", help="text whose next words a language model predicts")
     query.add_argument("--json", action="store_true", help="one JSON object")
     query.add_argument("--rest", action="store_true", help="use the REST API")
     query.set_defaults(run=cmd_query)

@@ -126,7 +126,7 @@ def export_serving_model(
         TRANSFORM_SIGNATURE: module.transform_examples,
     }
     tf.saved_model.save(module, export_dir, signatures=signatures)
-    write_warmup_requests(export_dir)
+    write_warmup_requests(export_dir, predict_request("", [WARMUP_STORY], [WARMUP_QUESTION]))
 
 
 def predict_request(
@@ -146,11 +146,10 @@ def predict_request(
     return request
 
 
-def write_warmup_requests(export_dir: str) -> None:
-    """One request in assets.extra/, which TF Serving (and `memn2n serve`) run before serving."""
+def write_warmup_requests(export_dir: str, request: predict_pb2.PredictRequest) -> None:
+    """`request` in assets.extra/, which TF Serving (and `memn2n serve`) run before serving."""
     path = os.path.join(export_dir, WARMUP_FILE)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    request = predict_request("", [WARMUP_STORY], [WARMUP_QUESTION])
     log = prediction_log_pb2.PredictionLog(
         predict_log=prediction_log_pb2.PredictLog(request=request)
     )

@@ -39,7 +39,7 @@ def run_lm_benchmark(
     export_dir: str | None = None,
 ) -> dict:
     """Ingest with the Beam job, train with validation-based annealing, test the best epoch;
-    with `export_dir`, write the MemN2N model there as a servable SavedModel."""
+    with `export_dir`, write the model there as a servable SavedModel."""
     with tempfile.TemporaryDirectory() as scratch:
         examples = os.path.join(scratch, "examples")
         export_corpus(corpus, data_dir, examples, beam_args)
@@ -66,7 +66,7 @@ def run_lm_benchmark(
     )
     test = perplexity(trained.model, streams["test"], config)
     if export_dir:
-        export_lm(trained.model, vocabulary.words, config.memory_size, export_dir)
+        export_lm(trained.model, vocabulary.words, config.model, config.window(), export_dir)
     return {
         "corpus": corpus,
         "model": config.model,

@@ -15,10 +15,18 @@ import tensorflow as tf
 from components.lm_corpus import EOS, UNK
 
 PAD = "<pad>"  # id 0: an empty memory slot
-LM_FEATURES = {
-    "index": tf.io.FixedLenFeature([], tf.int64),
-    "tokens": tf.io.RaggedFeature(tf.string),
-}
+
+
+def blocks_in_order(files: list[str], feature: str, dtype: tf.DType) -> list:
+    """The values of `feature` (a list per example) of every block in `files`, concatenated in
+    the order of the blocks' `index`."""
+    spec = {"index": tf.io.FixedLenFeature([], tf.int64), feature: tf.io.RaggedFeature(dtype)}
+    blocks: list[tuple[int, list]] = []
+    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096):
+        parsed = tf.io.parse_example(batch, spec)
+        blocks.extend(zip(parsed["index"].numpy().tolist(), parsed[feature].to_list(), strict=True))
+    blocks.sort(key=lambda block: block[0])
+    return [value for _, values in blocks for value in values]
 
 
 def read_tokens(examples_dir: str, split: str) -> list[str]:
@@ -29,14 +37,7 @@ def read_tokens(examples_dir: str, split: str) -> list[str]:
     )
     if not files:
         raise FileNotFoundError(f"{examples_dir}: no TFRecord files for split {split!r}")
-    blocks: list[tuple[int, list[bytes]]] = []
-    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096):
-        parsed = tf.io.parse_example(batch, LM_FEATURES)
-        blocks.extend(
-            zip(parsed["index"].numpy().tolist(), parsed["tokens"].to_list(), strict=True)
-        )
-    blocks.sort(key=lambda block: block[0])
-    return [token.decode() for _, tokens in blocks for token in tokens]
+    return [token.decode() for token in blocks_in_order(files, "tokens", tf.string)]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -68,6 +68,10 @@ class LMTrainConfig:
         )
         return MemN2NLM(config, seed=seed)
 
+    def window(self) -> int:
+        """Words a served model reads: MemN2N's memory, or the LSTM's warm-up and sequence."""
+        return self.memory_size if self.model == "memn2n" else 2 * self.sequence_length
+
     def batches(self, stream: np.ndarray, training: bool, seed: int = 0) -> keras.utils.PyDataset:
         """Training batches (shuffled) or scoring batches (every word once, in order)."""
         size = self.batch_size if training else SCORING_BATCH

@@ -27,12 +27,16 @@ def compile_pipeline(config: PipelineConfig, output: str, image: str = IMAGE) ->
 
 
 if __name__ == "__main__":
+    corpus = os.environ.get("MEMN2N_CORPUS", "")  # ptb or text8: the language-modelling pipeline
     compile_pipeline(
         PipelineConfig(
+            experiment="lm" if corpus else "babi",
+            corpus=corpus or "ptb",
+            corpus_dir=os.environ.get("MEMN2N_CORPUS_DIR", f"gs://YOUR_BUCKET/{corpus}"),
             babi_dir=os.environ.get("MEMN2N_BABI_DIR", "gs://YOUR_BUCKET/babi"),
             pipeline_root=os.environ.get("MEMN2N_PIPELINE_ROOT", "gs://YOUR_BUCKET/pipeline_root"),
             serving_dir=os.environ.get("MEMN2N_SERVING_DIR", "gs://YOUR_BUCKET/serving"),
             check_data=False,
         ),
-        "memn2n_babi_kubeflow_v2.json",
+        f"memn2n_{corpus or 'babi'}_kubeflow_v2.json",
     )

@@ -21,6 +21,8 @@ from pipeline.configs import PipelineConfig  # noqa: E402
 from pipeline.pipeline import create_pipeline  # noqa: E402
 
 BABI_DIR = os.environ.get("MEMN2N_BABI_DIR", os.path.join("..", "shared", "data", "babi"))
+CORPUS = os.environ.get("MEMN2N_CORPUS", "")  # ptb or text8: the language-modelling pipeline
+CORPUS_DIR = os.environ.get("MEMN2N_CORPUS_DIR", os.path.join("..", "shared", "data", CORPUS))
 
 
 def local_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
@@ -106,4 +108,7 @@ def component_name(store: metadata_store.MetadataStore, execution_id: int) -> st
 
 
 if __name__ == "__main__":
-    run(PipelineConfig(babi_dir=BABI_DIR))
+    if CORPUS:
+        run(PipelineConfig(experiment="lm", corpus=CORPUS, corpus_dir=CORPUS_DIR))
+    else:
+        run(PipelineConfig(babi_dir=BABI_DIR))

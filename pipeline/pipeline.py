@@ -10,7 +10,9 @@ from tensorflow_model_analysis.proto import config_pb2
 from tfx import v1 as tfx
 
 from components.babi_example_gen import BabiExampleGen
+from components.lm_example_gen import LMExampleGen
 from components.serving_canary import ServingCanary
+from model import lm_export
 from model.export import EXAMPLES_SIGNATURE, LABEL_KEY, PREDICTIONS_KEY, TRANSFORM_SIGNATURE
 from pipeline.configs import PipelineConfig
 
@@ -53,20 +55,55 @@ def eval_config(config: PipelineConfig) -> tfma.EvalConfig:
     )
 
 
-def create_pipeline(
-    config: PipelineConfig,
-    metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
-) -> tfx.dsl.Pipeline:
-    """bAbI example generator -> statistics, schema, validation -> Transform -> Trainer
-    (MemN2N) and Trainer (LSTM baseline) -> Evaluator -> ServingCanary -> Pusher."""
-    example_gen = BabiExampleGen(
+def lm_eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+    """Test perplexity over every word; bless when it is below `max_perplexity` and at least
+    `perplexity_margin` (a fraction) below the LSTM baseline's."""
+    threshold = tfma.MetricThreshold(
+        value_threshold=tfma.GenericValueThreshold(upper_bound={"value": config.max_perplexity}),
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.LOWER_IS_BETTER,
+            relative={"value": -config.perplexity_margin},
+        ),
+    )
+    perplexity = tfma.MetricConfig(
+        class_name="Perplexity", module="model.lm_metrics", threshold=threshold
+    )
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(signature_name=lm_export.EXAMPLES_SIGNATURE, model_type=tfma.TF_GENERIC)
+        ],
+        slicing_specs=[tfma.SlicingSpec()],
+        metrics_specs=[
+            tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name="ExampleCount"), perplexity])
+        ],
+    )
+
+
+def example_gen(config: PipelineConfig) -> BabiExampleGen | LMExampleGen:
+    """The experiment's example generator."""
+    if config.experiment == "lm":
+        return LMExampleGen(
+            config.corpus, config.corpus_dir, config.context_words, check_files=config.check_data
+        )
+    return BabiExampleGen(
         babi_dir=config.babi_dir,
         train_set=config.train_set,
         tasks=config.tasks,
         eval_every=config.eval_every,
         check_files=config.check_data,
     )
-    examples = example_gen.outputs["examples"]
+
+
+def create_pipeline(
+    config: PipelineConfig,
+    metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
+) -> tfx.dsl.Pipeline:
+    """Example generator (bAbI, or a corpus for "lm") -> statistics, schema, validation ->
+    Transform -> Trainer (MemN2N) and Trainer (LSTM baseline) -> Evaluator -> ServingCanary ->
+    Pusher."""
+    language_model = config.experiment == "lm"
+    examples_gen = example_gen(config)
+    examples = examples_gen.outputs["examples"]
     statistics_gen = tfx.components.StatisticsGen(examples=examples)
     schema_gen = tfx.components.SchemaGen(
         statistics=statistics_gen.outputs["statistics"], infer_feature_shape=False
@@ -75,17 +112,26 @@ def create_pipeline(
     example_validator = tfx.components.ExampleValidator(
         statistics=statistics_gen.outputs["statistics"], schema=schema
     )
+    if language_model:
+        preprocessing = "model.lm_preprocessing.preprocessing_fn"
+        transform_config = {"min_count": config.training_settings("memn2n").min_count}
+    else:
+        preprocessing = "model.preprocessing.preprocessing_fn"
+        transform_config = {
+            "memory_size": config.memory_size,
+            "sentence_size": config.sentence_size,
+        }
     transform = tfx.components.Transform(
         examples=examples,
         schema=schema,
-        preprocessing_fn="model.preprocessing.preprocessing_fn",
-        custom_config={"memory_size": config.memory_size, "sentence_size": config.sentence_size},
+        preprocessing_fn=preprocessing,
+        custom_config=transform_config,
         splits_config=tfx.proto.SplitsConfig(analyze=["train"], transform=["train", "eval"]),
     )
 
     def trainer(model: str) -> tfx.components.Trainer:
         return tfx.components.Trainer(
-            run_fn="model.trainer.run_fn",
+            run_fn="model.lm_trainer.run_fn" if language_model else "model.trainer.run_fn",
             examples=transform.outputs["transformed_examples"],
             transform_graph=transform.outputs["transform_graph"],
             schema=schema,
@@ -100,7 +146,7 @@ def create_pipeline(
         examples=examples,
         model=memn2n_trainer.outputs["model"],
         baseline_model=lstm_trainer.outputs["model"],
-        eval_config=eval_config(config),
+        eval_config=lm_eval_config(config) if language_model else eval_config(config),
         example_splits=["test"],
     )
     canary = ServingCanary(
@@ -108,6 +154,7 @@ def create_pipeline(
         examples=examples,
         model_blessing=evaluator.outputs["blessing"],
         requests=config.canary_requests,
+        experiment=config.experiment,
     )
     pusher = tfx.components.Pusher(
         model=memn2n_trainer.outputs["model"],
@@ -123,7 +170,7 @@ def create_pipeline(
         pipeline_name=config.pipeline_name,
         pipeline_root=config.pipeline_root,
         components=[
-            example_gen,
+            examples_gen,
             statistics_gen,
             schema_gen,
             example_validator,

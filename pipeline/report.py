@@ -11,6 +11,7 @@ from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from components.serving_canary import REPORT_FILE
+from model.lm_metrics import PERPLEXITY
 from pipeline.configs import PipelineConfig
 from pipeline.local_runner import component_name, open_metadata_store
 from pipeline.pipeline import ACCURACY
@@ -28,10 +29,11 @@ class ComponentRun:
 
 @dataclasses.dataclass
 class RunReport:
-    """The latest run: its components, test accuracy per task, blessing and push."""
+    """The latest run: its components, the test metric per slice, blessing and push."""
 
     components: list[ComponentRun]
-    accuracy: dict[str, dict[str, float]]  # "candidate"/"baseline" -> slice ("all", "1"..) -> acc
+    metric: str  # bAbI: accuracy; LM: perplexity
+    values: dict[str, dict[str, float]]  # "candidate"/"baseline" -> slice ("all", "1"..) -> value
     blessed: bool | None  # None when the Evaluator did not run
     reasons: list[str]  # why the candidate was not blessed
     canary: dict | None  # serving/canary.py's report; None when the canary did not run
@@ -65,23 +67,30 @@ def slice_name(slice_key: tuple) -> str:
     return "all" if not slice_key else ",".join(str(value) for _, value in slice_key)
 
 
-def read_accuracy(evaluation_uri: str) -> dict[str, dict[str, float]]:
-    """Accuracy of candidate and baseline for every slice of the Evaluator's output."""
-    accuracy: dict[str, dict[str, float]] = {}
+def read_metric(evaluation_uri: str, metric: str) -> dict[str, dict[str, float]]:
+    """`metric` of candidate and baseline for every slice of the Evaluator's output."""
+    values: dict[str, dict[str, float]] = {}
     for slice_metrics in tfma.load_metrics(evaluation_uri):
         key = tfma.slicer.deserialize_slice_key(slice_metrics.slice_key)
         for entry in slice_metrics.metric_keys_and_values:
-            if entry.key.name == ACCURACY and not entry.key.is_diff:
+            if entry.key.name == metric and not entry.key.is_diff:
                 model = entry.key.model_name or "candidate"
-                accuracy.setdefault(model, {})[slice_name(key)] = entry.value.double_value.value
-    return accuracy
+                values.setdefault(model, {})[slice_name(key)] = entry.value.double_value.value
+    return values
 
 
-def threshold_bound(threshold) -> float:
-    """The lower bound a HIGHER_IS_BETTER threshold sets (on the value or on the change)."""
+def threshold_bound(threshold) -> str:
+    """The bound a threshold sets, on the value or on the change vs the baseline."""
     if threshold.HasField("change_threshold"):
-        return threshold.change_threshold.absolute.value
-    return threshold.value_threshold.lower_bound.value
+        change = threshold.change_threshold
+        lower = change.direction == tfma.MetricDirection.LOWER_IS_BETTER
+        if change.HasField("relative"):
+            return f"{'at most' if lower else 'at least'} {change.relative.value:+.1%} relative"
+        return f"{'at most' if lower else 'at least'} {change.absolute.value:.4f}"
+    bounds = threshold.value_threshold
+    if bounds.HasField("upper_bound"):
+        return f"at most {bounds.upper_bound.value:.4f}"
+    return f"at least {bounds.lower_bound.value:.4f}"
 
 
 def failure_reasons(evaluation_uri: str) -> list[str]:
@@ -95,7 +104,7 @@ def failure_reasons(evaluation_uri: str) -> list[str]:
             value = failure.metric_value.double_value.value
             reasons.append(
                 f"slice {where}: {failure.metric_key.name} ({kind}) is {value:.4f}, "
-                f"needs at least {threshold_bound(failure.metric_threshold):.4f}"
+                f"needs {threshold_bound(failure.metric_threshold)}"
             )
     if result.missing_thresholds:
         reasons.append("a metric with a threshold was not computed (e.g. no baseline)")
@@ -108,10 +117,11 @@ def run_report(config: PipelineConfig) -> RunReport:
     """Read the latest run of `config`'s pipeline back from its metadata and artifacts."""
     components = latest_run(open_metadata_store(config))
     by_name = {run.component: run for run in components}
-    accuracy, blessed, reasons, pushed_to = {}, None, [], None
+    metric = PERPLEXITY if config.experiment == "lm" else ACCURACY
+    values, blessed, reasons, pushed_to = {}, None, [], None
     if (evaluator := by_name.get("Evaluator")) and evaluator.state in ("COMPLETE", "CACHED"):
         evaluation = evaluator.outputs["evaluation"].uri
-        accuracy = read_accuracy(evaluation)
+        values = read_metric(evaluation, metric)
         blessed = os.path.exists(os.path.join(evaluator.outputs["blessing"].uri, "BLESSED"))
         reasons = [] if blessed else failure_reasons(evaluation)
     canary = None
@@ -122,17 +132,18 @@ def run_report(config: PipelineConfig) -> RunReport:
         pushed = pusher.outputs["pushed_model"].custom_properties
         if pushed["pushed"].int_value == 1:
             pushed_to = pushed["pushed_destination"].string_value
-    return RunReport(components, accuracy, blessed, reasons, canary, pushed_to)
+    return RunReport(components, metric, values, blessed, reasons, canary, pushed_to)
 
 
 def format_report(report: RunReport) -> str:
-    """Components with their time, accuracy per task beside the LSTM, verdict, push."""
+    """Components with their time, the metric per slice beside the LSTM's, verdict, push."""
     lines = [f"{'component':<18} {'state':<9} {'seconds':>8}"]
     lines += [f"{r.component:<18} {r.state:<9} {r.seconds:>8.1f}" for r in report.components]
-    candidate = report.accuracy.get("candidate", {})
-    baseline = report.accuracy.get("baseline", {})
+    candidate = report.values.get("candidate", {})
+    baseline = report.values.get("baseline", {})
+    short = "acc" if report.metric == ACCURACY else "ppl"
     if candidate:
-        lines += ["", f"{'task':>5} {'MemN2N acc':>11} {'LSTM acc':>9}   (test split)"]
+        lines += ["", f"{'slice':>5} {'MemN2N ' + short:>11} {'LSTM ' + short:>9}   (test split)"]
         slices = sorted((s for s in candidate if s != "all"), key=int) + ["all"]
         for name in slices:
             other = f"{baseline[name]:>9.3f}" if name in baseline else f"{'-':>9}"
@@ -140,7 +151,7 @@ def format_report(report: RunReport) -> str:
     if report.blessed is None:
         lines.append("\nno blessing: the Evaluator did not complete")
     elif report.blessed:
-        lines.append("\nblessed: MemN2N meets the accuracy bound and beats the LSTM by the margin")
+        lines.append(f"\nblessed: MemN2N meets the {report.metric} bound and beats the LSTM")
     else:
         lines.append("\nNOT blessed, nothing pushed:")
         lines += [f"  {reason}" for reason in report.reasons] or ["  (no reason recorded)"]
@@ -148,7 +159,7 @@ def format_report(report: RunReport) -> str:
         if report.canary["blessed"]:
             canary = report.canary
             lines.append(
-                f"canary: the served model answered {canary['questions']} eval questions in "
+                f"canary: the served model answered {canary['questions']} eval inputs in "
                 f"{canary['requests']} gRPC requests (p50 {canary['p50_ms']:.1f} ms)"
             )
         else:

@@ -1,5 +1,6 @@
 """The canary before a push (TFX InfraValidator's idea): serve the candidate in `memn2n serve`'s
-server, send it real questions from the eval split over gRPC, and check every answer."""
+server, send it real questions (bAbI) or text prefixes (LM) from the eval split over gRPC, and
+check every answer."""
 
 from __future__ import annotations
 
@@ -13,11 +14,65 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from model.babi_inputs import read_split
 from model.export import predict_request
+from model.lm_export import lm_predict_request
+from model.lm_inputs import read_tokens
 from serving.client import QueryError, grpc_predict
 from serving.model_manager import single_model_config
 from serving.server import ModelServer
 
 CANARY_MODEL = "canary"
+PREFIX_WORDS = 20
+
+
+def babi_requests(examples_dir: str, split: str, questions: int, batch: int) -> list:
+    """[(PredictRequest, rows)]: up to `questions` of the split's questions, `batch` a request."""
+    text = read_split(examples_dir, split)
+    rows = range(min(len(text), questions))
+    return [
+        (
+            predict_request(
+                CANARY_MODEL,
+                ["\n".join(text.story[i]) for i in rows[start : start + batch]],
+                [text.question[i] for i in rows[start : start + batch]],
+            ),
+            len(rows[start : start + batch]),
+        )
+        for start in range(0, len(rows), batch)
+    ]
+
+
+def lm_requests(examples_dir: str, split: str, prefixes: int, batch: int) -> list:
+    """[(PredictRequest, rows)]: up to `prefixes` runs of PREFIX_WORDS words of the split."""
+    words = read_tokens(examples_dir, split)
+    runs = [
+        " ".join(words[start : start + PREFIX_WORDS])
+        for start in range(0, len(words) - PREFIX_WORDS + 1, PREFIX_WORDS)
+    ][:prefixes]
+    return [
+        (
+            lm_predict_request(CANARY_MODEL, runs[start : start + batch]),
+            len(runs[start : start + batch]),
+        )
+        for start in range(0, len(runs), batch)
+    ]
+
+
+def check_next_words(outputs: dict[str, np.ndarray], batch: int) -> str:
+    """What is wrong with one response to `batch` prefixes ('' when nothing is)."""
+    words, probabilities = outputs.get("next_words"), outputs.get("probabilities")
+    if words is None or probabilities is None:
+        return f"outputs {sorted(outputs)} lack 'next_words' or 'probabilities'"
+    if words.shape[0] != batch or words.shape != probabilities.shape:
+        return (
+            f"next_words {words.shape} and probabilities {probabilities.shape} are not [{batch}, k]"
+        )
+    if not words.all():
+        return "a next word is empty"
+    if not np.all(probabilities > 0) or not np.all(probabilities.sum(axis=-1) <= 1 + 1e-4):
+        return f"probabilities are not a distribution's best: {probabilities.tolist()}"
+    if not np.all(np.diff(probabilities, axis=-1) <= 0):
+        return "next words are not ordered best first"
+    return ""
 
 
 def check_answers(outputs: dict[str, np.ndarray], batch: int) -> str:
@@ -39,14 +94,22 @@ def check_answers(outputs: dict[str, np.ndarray], batch: int) -> str:
 
 
 def run_canary(
-    model_dir: str, examples_dir: str, split: str = "eval", requests: int = 10, batch: int = 8
+    model_dir: str,
+    examples_dir: str,
+    split: str = "eval",
+    requests: int = 10,
+    batch: int = 8,
+    experiment: str = "babi",
 ) -> dict:
-    """Load `model_dir` in the server and send `requests` gRPC Predicts of `batch` questions.
+    """Load `model_dir` in the server and send `requests` gRPC Predicts of `batch` questions
+    (or, for experiment "lm", text prefixes).
 
     Returns a report: `blessed`, `reason` (why not), `requests`, `questions`, `p50_ms`.
     """
-    text = read_split(examples_dir, split)
-    questions = min(len(text), requests * batch)
+    build, check = (
+        (lm_requests, check_next_words) if experiment == "lm" else (babi_requests, check_answers)
+    )
+    predicts = build(examples_dir, split, requests * batch, batch)
     report = {"blessed": False, "reason": "", "requests": 0, "questions": 0, "p50_ms": None}
     with tempfile.TemporaryDirectory() as base_path:
         os.symlink(os.path.abspath(model_dir), os.path.join(base_path, "1"))
@@ -61,13 +124,7 @@ def run_canary(
             with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
                 stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
                 latencies = []
-                for start in range(0, questions, batch):
-                    rows = range(start, min(start + batch, questions))
-                    request = predict_request(
-                        CANARY_MODEL,
-                        ["\n".join(text.story[i]) for i in rows],
-                        [text.question[i] for i in rows],
-                    )
+                for request, rows in predicts:
                     began = time.perf_counter()
                     try:
                         _, outputs = grpc_predict(stub, request)
@@ -75,11 +132,11 @@ def run_canary(
                         report["reason"] = f"request {report['requests'] + 1} failed: {e}"
                         return report
                     latencies.append(1000 * (time.perf_counter() - began))
-                    if problem := check_answers(outputs, len(rows)):
+                    if problem := check(outputs, rows):
                         report["reason"] = f"request {report['requests'] + 1}: {problem}"
                         return report
                     report["requests"] += 1
-                    report["questions"] += len(rows)
+                    report["questions"] += rows
         finally:
             server.stop()
     if not report["requests"]:

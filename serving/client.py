@@ -37,17 +37,14 @@ def grpc_predict(
 def rest_predict(
     server: str,
     model: str,
-    stories: Sequence[str],
-    questions: Sequence[str],
+    inputs: dict[str, list],
     version: int | None = None,
     timeout: float = 30.0,
 ) -> dict[str, list]:
-    """POST :predict in the columnar format; the `outputs` object."""
+    """POST :predict of `serving_default` in the columnar format (e.g. inputs {"story": [..],
+    "question": [..]}, or {"prefix": [..]} for a language model); the `outputs` object."""
     path = f"/v1/models/{model}" + (f"/versions/{version}" if version is not None else "")
-    body = {
-        "signature_name": TEXT_SIGNATURE,
-        "inputs": {"story": list(stories), "question": list(questions)},
-    }
+    body = {"signature_name": TEXT_SIGNATURE, "inputs": inputs}
     request = urllib.request.Request(
         f"http://{server}{path}:predict",
         data=json.dumps(body).encode(),
@@ -77,4 +74,21 @@ def attention_table(story: str, attention: Sequence[Sequence[float]]) -> str:
         lines.append(f"{first + index + 1:>3}  {sentence[:width]:<{width}}{weights}")
     if first:
         lines.append(f"({first} earlier sentence(s) are outside the model's memory)")
+    return "\n".join(lines)
+
+
+def next_words_table(outputs: dict[str, list]) -> str:
+    """A language model's answer to one prefix: its next words with probabilities, then the
+    words in memory (oldest first) x hops, when it reports attention."""
+    lines = [
+        f"{word.decode() if isinstance(word, bytes) else word:<15} {p:.4f}"
+        for word, p in zip(outputs["next_words"][0], outputs["probabilities"][0], strict=True)
+    ]
+    if attention := outputs.get("attention"):
+        words = [w.decode() if isinstance(w, bytes) else w for w in outputs["context"][0]]
+        used = [slot for slot, word in enumerate(words) if word][::-1]  # oldest first
+        lines += ["", f"{'word':<15}" + "".join(f"  hop {k + 1}" for k in range(len(attention[0])))]
+        for slot in used:
+            weights = "".join(f"  {hop[slot]:5.3f}" for hop in attention[0])
+            lines.append(f"{words[slot]:<15}{weights}")
     return "\n".join(lines)

@@ -39,14 +39,21 @@ def write_ptb(folder: pathlib.Path, valid: str = PTB_VALID) -> pathlib.Path:
 
 def test_ptb_lines_end_in_eos_and_blank_lines_are_dropped(tmp_path):
     spans = {s.split: s for s in corpus_spans("ptb", str(write_ptb(tmp_path / "ptb")))}
-    blocks = list(read_blocks(spans["train"]))
+    blocks = list(read_blocks(spans["train"], context_words=5, block_lines=1))
     assert [b.tokens for b in blocks] == [
         ["the", "cat", "sat", EOS],
         ["the", "dog", "sat", EOS],
         ["a", "cat", "ran", EOS],
     ]
-    assert [b.line for b in blocks] == [1, 2, 4]
-    assert [b.index for b in blocks] == [0, 1, 3]
+    assert [b.lines for b in blocks] == [[1], [2], [4]]
+    assert [b.index for b in blocks] == [0, 1, 2]
+    assert [b.context for b in blocks] == [
+        [EOS],
+        [EOS, "the", "cat", "sat", EOS],
+        "sat <eos> the dog sat <eos>".split()[1:],
+    ]
+    [whole] = read_blocks(spans["train"])  # by default, a block is up to 100 lines
+    assert whole.tokens == [t for b in blocks for t in b.tokens] and whole.line_of(9) == 4
 
 
 def test_text8_splits_at_the_papers_fractions_on_word_boundaries(tmp_path):
@@ -79,7 +86,7 @@ def test_bad_corpora_fail_naming_the_file(tmp_path):
 
 def test_beam_export_counts_tokens_and_rejects_words_outside_ptbs_closed_vocabulary(tmp_path):
     summary = export_corpus("ptb", str(write_ptb(tmp_path / "ptb")), str(tmp_path / "out"))
-    assert summary["train"] == {"blocks": 3, "tokens": 12}
+    assert summary["train"] == {"blocks": 1, "tokens": 12}
     assert summary["eval"] == {"blocks": 1, "tokens": 4}
     assert read_tokens(str(tmp_path / "out"), "train") == (
         "the cat sat <eos> the dog sat <eos> a cat ran <eos>".split()
@@ -185,31 +192,55 @@ def test_bench_lm_command_rejects_a_wrong_folder(tmp_path, capsys):
     assert "ptb.train.txt: missing PTB file" in capsys.readouterr().err
 
 
-def test_exported_lm_answers_a_text_prefix_with_next_words_and_attention(tmp_path):
+def test_exported_lm_answers_a_prefix_and_scores_examples_as_the_benchmark_does(tmp_path):
     import tensorflow as tf
 
+    from components.lm_beam import to_tf_example
     from model.lm_export import export_lm
 
+    corpus = write_ptb(tmp_path / "ptb")
+    (corpus / "ptb.train.txt").write_text(" a b c d e \n" * 60)
+    [span] = [s for s in corpus_spans("ptb", str(corpus)) if s.split == "train"]
+    blocks = list(read_blocks(span, block_lines=7))  # 9 blocks, each with the words before it
+    examples = tf.constant([to_tf_example(b).SerializeToString() for b in blocks])
     vocabulary = LMVocabulary.from_tokens("a b c d e".split() + [EOS])
-    stream = token_stream("a b c d e".split() * 60, vocabulary)
-    config = LMTrainConfig(
-        embedding_dim=16,
-        linear_units=8,
-        hops=2,
-        memory_size=5,
-        batch_size=16,
-        learning_rate=0.1,
-        epochs=20,
-        jit_compile=False,
-    )
-    model = train_lm(stream, stream, len(vocabulary), config, seed=1).model
-    export_lm(model, vocabulary.words, 5, str(tmp_path / "lm" / "1"), top_k=3)
-    serve = tf.saved_model.load(str(tmp_path / "lm" / "1")).signatures["serving_default"]
-    out = serve(prefix=tf.constant(["a b c", "zebra c"]))
-    assert out["next_words"].shape == (2, 3) and out["attention"].shape == (2, 2, 5)
-    assert out["next_words"][0, 0].numpy() == b"d"  # learned: c is followed by d
-    assert out["context"].numpy().tolist() == [
-        [b"c", b"b", b"a", EOS.encode(), b""],
-        [b"c", b"<unk>", EOS.encode(), b"", b""],
+    stream = token_stream([t for b in blocks for t in b.tokens], vocabulary)
+    tiny = {"embedding_dim": 16, "linear_units": 8, "hops": 2, "memory_size": 5}
+    for kind, settings in (("memn2n", tiny), ("lstm", {"sequence_length": 4})):
+        config = LMTrainConfig(
+            model=kind, batch_size=16, learning_rate=0.1, epochs=20, jit_compile=False, **settings
+        )
+        model = train_lm(stream, stream, len(vocabulary), config, seed=1).model
+        export_dir = str(tmp_path / kind / "1")
+        export_lm(model, vocabulary.words, kind, config.window(), export_dir, top_k=3)
+        signatures = tf.saved_model.load(export_dir).signatures
+        scored = signatures["serving_examples"](examples=examples)
+        served = math.exp(scored["nll"].numpy().sum() / scored["words"].numpy().sum())
+        assert scored["words"].numpy().tolist() == [len(b.tokens) for b in blocks]
+        assert served == pytest.approx(perplexity(model, stream, config), rel=1e-4)
+        out = signatures["serving_default"](prefix=tf.constant(["a b c", "zebra c"]))
+        assert out["next_words"].shape == (2, 3)
+        assert out["next_words"][0, 0].numpy() == b"d"  # learned: c is followed by d
+        assert np.all(np.diff(out["probabilities"].numpy(), axis=1) <= 0)
+    assert out["context"].numpy().tolist()[1] == [b"c", b"<unk>", EOS.encode()] + [b""] * 5
+    memn2n = tf.saved_model.load(str(tmp_path / "memn2n" / "1")).signatures["serving_default"]
+    assert memn2n(prefix=tf.constant(["a b c"]))["attention"].shape == (1, 2, 5)
+
+
+def test_query_prints_next_words_and_the_attention_over_the_words_in_memory():
+    from serving.client import next_words_table
+
+    outputs = {
+        "next_words": [[b"the", b"a"]],
+        "probabilities": [[0.6, 0.3]],
+        "context": [[b"sat", b"cat", b""]],  # slot 0 = the last word
+        "attention": [[[0.75, 0.25, 0.0], [0.5, 0.5, 0.0]]],  # [B, hops, memory]
+    }
+    assert next_words_table(outputs).splitlines() == [
+        "the             0.6000",
+        "a               0.3000",
+        "",
+        "word             hop 1  hop 2",
+        "cat              0.250  0.500",
+        "sat              0.750  0.500",
     ]
-    assert np.all(np.diff(out["probabilities"].numpy(), axis=1) <= 0)

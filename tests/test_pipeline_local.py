@@ -6,7 +6,9 @@ import collections
 import dataclasses
 import glob
 import json
+import math
 import os
+import random
 
 import pytest
 import tensorflow as tf
@@ -19,6 +21,8 @@ from pipeline.configs import PipelineConfig
 from pipeline.kubeflow_v2_runner import compile_pipeline
 from pipeline.local_runner import component_name, open_metadata_store, run
 from pipeline.report import run_report
+from serving.model_manager import single_model_config
+from serving.server import ModelServer
 from tests.conftest import BEAM_ARGS, fixture_files, write_babi
 
 COMPONENTS = {
@@ -68,8 +72,8 @@ def test_every_component_runs_and_the_blessed_model_answers_raw_text(blessed_run
 
     report = run_report(blessed_run)
     assert report.blessed is True and report.reasons == []
-    assert set(report.accuracy) == {"candidate", "baseline"}
-    assert set(report.accuracy["candidate"]) == {"all", "1", "8"}
+    assert set(report.values) == {"candidate", "baseline"}
+    assert set(report.values["candidate"]) == {"all", "1", "8"}
     versions = os.listdir(os.path.join(blessed_run.serving_dir, "babi"))
     assert len(versions) == 1 and versions[0].isdigit()
     assert report.pushed_to.rstrip("/").endswith(versions[0])
@@ -138,14 +142,27 @@ def test_bad_config_values_fail_before_anything_runs(blessed_run, tmp_path):
         ({"babi_dir": str(tmp_path / "nowhere")}, "is not a folder"),
         ({"lstm_settings": {"units": 0}}, "units must be at least 1"),
         ({"memn2n_settings": {"hopz": 2}}, "unknown setting"),
+        ({"experiment": "qa"}, "experiment 'qa' is not one of"),
+        (
+            {"experiment": "lm", "corpus_dir": str(tmp_path / "nowhere")},
+            "corpus_dir .* not a folder",
+        ),
+        (
+            {"experiment": "lm", "corpus_dir": str(tmp_path), "lstm_settings": {"units": 9}},
+            "unknown",
+        ),
+        ({"experiment": "lm", "corpus_dir": str(tmp_path), "max_perplexity": 1}, "above 1"),
     ]:
         with pytest.raises(ValueError, match=message):
             dataclasses.replace(blessed_run, **change)
 
 
-def test_kubeflow_v2_spec_names_every_component(tmp_path):
+@pytest.mark.parametrize("experiment", ["babi", "lm"])
+def test_kubeflow_v2_spec_names_every_component(tmp_path, experiment):
     config = PipelineConfig(
+        experiment=experiment,
         babi_dir="gs://bucket/babi",
+        corpus_dir="gs://bucket/ptb",
         pipeline_root="gs://bucket/root",
         serving_dir="gs://bucket/serving",
         check_data=False,
@@ -153,7 +170,8 @@ def test_kubeflow_v2_spec_names_every_component(tmp_path):
     spec_file = tmp_path / "spec.json"
     compile_pipeline(config, str(spec_file), "example.com/memn2n:1")
     spec = json.loads(spec_file.read_text())["pipelineSpec"]
-    assert set(spec["root"]["dag"]["tasks"]) == COMPONENTS
+    example_gen = "LMExampleGen" if experiment == "lm" else "BabiExampleGen"
+    assert set(spec["root"]["dag"]["tasks"]) == COMPONENTS - {"BabiExampleGen"} | {example_gen}
     images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
     assert images == {"example.com/memn2n:1"}
 
@@ -182,3 +200,83 @@ def test_a_bad_task_file_fails_naming_the_line_and_publishes_nothing(tmp_path):
     assert len(failed) == 1
     live = metadata_store_pb2.Artifact.LIVE
     assert [a for a in store.get_artifacts_by_type("Examples") if a.state == live] == []
+
+
+def write_toy_corpus(folder, lines: dict[str, int]) -> str:
+    """PTB-format files of sentences 'the X V the Y and the Y runs' (X, Y, V drawn at random)."""
+    rng = random.Random(0)
+    nouns, verbs = ["cat", "dog", "bird", "fish"], ["sees", "likes", "chases"]
+    folder.mkdir(parents=True)
+    for split, count in lines.items():
+        sentences = []
+        for _ in range(count):
+            x, y = rng.choice(nouns), rng.choice(nouns)
+            sentences.append(f" the {x} {rng.choice(verbs)} the {y} and the {y} runs \n")
+        (folder / f"ptb.{split}.txt").write_text("".join(sentences))
+    return str(folder)
+
+
+def test_language_model_pipeline_blesses_by_perplexity_and_serves_next_words(tmp_path, capsys):
+    config = PipelineConfig(
+        experiment="lm",
+        corpus="ptb",
+        corpus_dir=write_toy_corpus(tmp_path / "ptb", {"train": 400, "valid": 60, "test": 60}),
+        pipeline_root=str(tmp_path / "root"),
+        serving_dir=str(tmp_path / "serving"),
+        memn2n_settings={
+            **{"embedding_dim": 16, "linear_units": 8, "hops": 2, "memory_size": 10},
+            **{"batch_size": 32, "learning_rate": 0.05, "jit_compile": False},
+        },
+        lstm_settings={"sequence_length": 8, "lstm_units": 16, "lstm_embedding_dim": 16},
+        epochs=2,
+        max_perplexity=1000.0,
+        perplexity_margin=-10.0,  # any trained model passes; the second run tightens the bound
+        beam_args=BEAM_ARGS,
+    )
+    assert config.pipeline_name == "memn2n-ptb" and config.model_name == "ptb"
+    run(config)
+    store = open_metadata_store(config)
+    executions = executions_by_component(store)
+    assert set(executions) == COMPONENTS - {"BabiExampleGen"} | {"LMExampleGen"}
+    report = run_report(config)
+    assert report.blessed is True and report.canary["blessed"] is True
+    perplexity = report.values["candidate"]["all"]
+    assert 1 < perplexity < report.values["baseline"]["all"]
+
+    # TFMA's perplexity is the pushed model's own score of every word of the raw test split
+    [examples] = [a for a in store.get_artifacts_by_type("Examples") if "/LMExampleGen/" in a.uri]
+    records = glob.glob(f"{examples.uri}/Split-test/*.gz")
+    raw = tf.stack(list(tf.data.TFRecordDataset(records, compression_type="GZIP")))
+    [version] = os.listdir(os.path.join(config.serving_dir, "ptb"))
+    served = tf.saved_model.load(os.path.join(config.serving_dir, "ptb", version)).signatures
+    scored = served["serving_examples"](examples=raw)
+    assert scored["words"].numpy().sum() == 60 * 10  # 9 words and <eos> a line
+    assert math.exp(scored["nll"].numpy().sum() / 600) == pytest.approx(perplexity, rel=1e-4)
+    server = ModelServer(
+        [single_model_config("ptb", os.path.join(config.serving_dir, "ptb"))],
+        port=0,
+        rest_api_port=0,
+        settle_seconds=0,
+    ).start()
+    capsys.readouterr()  # the trainers' progress
+    try:
+        server.wait_until_available("ptb")
+        for protocol, address in (("grpc", server.port), ("rest", server.rest_api_port)):
+            flags = ["--rest"] if protocol == "rest" else []
+            query = ["query", "--model", "ptb", "--server", f"127.0.0.1:{address}", "--json"]
+            assert main([*query, *flags, "--prefix", "the bird likes"]) == 0
+            answer = json.loads(capsys.readouterr().out)
+            assert answer["next_words"][0][0] == "the", protocol  # the grammar's next word
+            assert len(answer["attention"][0]) == 2  # hops
+    finally:
+        server.stop()
+
+    settings = dataclasses.asdict(config)
+    settings.update(max_perplexity=round(perplexity * 0.9, 3), beam_args=list(BEAM_ARGS))
+    config_file = tmp_path / "config.json"
+    config_file.write_text(json.dumps(settings))
+    assert main(["pipeline", "run", "--config", str(config_file)]) == 3
+    printed = capsys.readouterr().out
+    assert "MemN2N ppl" in printed and "NOT blessed, nothing pushed" in printed
+    assert f"slice all: perplexity (value) is {perplexity:.4f}, needs at most" in printed
+    assert os.listdir(os.path.join(config.serving_dir, "ptb")) == [version]

@@ -35,6 +35,7 @@ from serving.server import ModelServer
 
 STORY = "Mary moved to the bathroom.\nJohn went to the hallway."
 QUESTION = "Where is Mary?"
+INPUTS = {"story": [STORY], "question": [QUESTION]}
 LIMITS = RequestLimits(max_request_bytes=1 << 16, max_lines=60, max_words=20, max_batch=64)
 
 
@@ -100,7 +101,7 @@ def test_rest_predict_row_and_columnar_formats_match_grpc(server, stub):
     np.testing.assert_allclose(
         [p["attention"] for p in body["predictions"]], grpc_outputs["attention"], atol=1e-6
     )
-    columnar = rest_predict(f"127.0.0.1:{server.rest_api_port}", "babi", [STORY], [QUESTION], 1)
+    columnar = rest_predict(f"127.0.0.1:{server.rest_api_port}", "babi", INPUTS, 1)
     assert columnar["answer"] == [grpc_outputs["answer"][0].decode()]
     assert set(columnar) == {"answer", "probability", "attention"}
 
@@ -230,9 +231,7 @@ def test_a_new_version_replaces_the_old_without_failing_a_request(blessed_run, s
             while not stop.is_set():
                 try:
                     if use_rest:
-                        rest_predict(
-                            f"127.0.0.1:{server.rest_api_port}", "babi", [STORY], [QUESTION]
-                        )
+                        rest_predict(f"127.0.0.1:{server.rest_api_port}", "babi", INPUTS)
                     else:
                         request = predict_request("babi", [STORY], [QUESTION])
                         versions.add(grpc_predict(client, request)[0])
@@ -392,7 +391,7 @@ def test_memn2n_serve_command_serves_the_pushed_model(blessed_run):
             assert grpc_predict(client, predict_request("babi", [STORY], [QUESTION]))[1]["answer"]
         direct = answer_questions(pushed_version(blessed_run), [STORY], [QUESTION])
         assert outputs["answer"].tolist() == direct["answer"]
-        served = rest_predict(f"127.0.0.1:{rest_port}", "babi", [STORY], [QUESTION])
+        served = rest_predict(f"127.0.0.1:{rest_port}", "babi", INPUTS)
         assert served["answer"] == [direct["answer"][0].decode()]
         assert process.poll() is None
     finally:
@@ -430,7 +429,7 @@ def test_the_same_client_works_against_real_tf_serving(blessed_run):
                     time.sleep(0.5)
         direct = answer_questions(pushed_version(blessed_run), [STORY], [QUESTION])
         assert outputs["answer"].tolist() == direct["answer"]
-        served = rest_predict(f"127.0.0.1:{rest_port}", "babi", [STORY], [QUESTION])
+        served = rest_predict(f"127.0.0.1:{rest_port}", "babi", INPUTS)
         assert served["answer"] == [direct["answer"][0].decode()]
     finally:
         process.terminate()
