@@ -321,14 +321,10 @@ def cmd_query(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
             import grpc
             from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-            from model.export import predict_request
-            from model.lm_export import lm_predict_request
+            from model.export import text_request
             from serving.client import grpc_predict
 
-            if args.prefix is not None:
-                request = lm_predict_request(args.model, [args.prefix], args.version)
-            else:
-                request = predict_request(args.model, [story], [args.question], args.version)
+            request = text_request(args.model, inputs, args.version)
             server = args.server or "localhost:8500"
             with grpc.insecure_channel(server) as channel:
                 stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)

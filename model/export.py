@@ -129,21 +129,29 @@ def export_serving_model(
     write_warmup_requests(export_dir, predict_request("", [WARMUP_STORY], [WARMUP_QUESTION]))
 
 
+def text_request(
+    model_name: str, inputs: dict[str, Sequence[str]], version: int | None = None
+) -> predict_pb2.PredictRequest:
+    """A TF Serving PredictRequest for `serving_default` of [B] string inputs, e.g. {"prefix":
+    [..]} for a language model."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.model_spec.signature_name = TEXT_SIGNATURE
+    if version is not None:
+        request.model_spec.version.value = version
+    for name, values in inputs.items():
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(list(values), dtype=tf.string))
+    return request
+
+
 def predict_request(
     model_name: str,
     stories: Sequence[str],
     questions: Sequence[str],
     version: int | None = None,
 ) -> predict_pb2.PredictRequest:
-    """A TF Serving PredictRequest for `serving_default`: inputs `story` and `question`, [B]."""
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model_name
-    request.model_spec.signature_name = TEXT_SIGNATURE
-    if version is not None:
-        request.model_spec.version.value = version
-    request.inputs["story"].CopyFrom(tf.make_tensor_proto(list(stories), dtype=tf.string))
-    request.inputs["question"].CopyFrom(tf.make_tensor_proto(list(questions), dtype=tf.string))
-    return request
+    """A PredictRequest for a bAbI model: inputs `story` and `question`, [B]."""
+    return text_request(model_name, {"story": stories, "question": questions}, version)
 
 
 def write_warmup_requests(export_dir: str, request: predict_pb2.PredictRequest) -> None:

@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import keras
 import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2
 
 from components.lm_corpus import EOS, UNK
-from model.export import write_warmup_requests
+from model.export import text_request, write_warmup_requests
 from model.lm_inputs import PAD
 
 TEXT_SIGNATURE, EXAMPLES_SIGNATURE = "serving_default", "serving_examples"
@@ -158,19 +157,6 @@ class LMServingModule(tf.Module):
         return tf.reshape(nll, [-1])[:count]
 
 
-def lm_predict_request(
-    model_name: str, prefixes: list[str], version: int | None = None
-) -> predict_pb2.PredictRequest:
-    """A TF Serving PredictRequest for `serving_default`: input `prefix`, [B]."""
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = model_name
-    request.model_spec.signature_name = TEXT_SIGNATURE
-    if version is not None:
-        request.model_spec.version.value = version
-    request.inputs["prefix"].CopyFrom(tf.make_tensor_proto(prefixes, dtype=tf.string))
-    return request
-
-
 def export_lm(
     model: keras.Model,
     words: list[str],
@@ -186,4 +172,4 @@ def export_lm(
     module = LMServingModule(model, words, kind, window, top_k)
     signatures = {TEXT_SIGNATURE: module.serve, EXAMPLES_SIGNATURE: module.score_examples}
     tf.saved_model.save(module, export_dir, signatures=signatures)
-    write_warmup_requests(export_dir, lm_predict_request("", [WARMUP_PREFIX]))
+    write_warmup_requests(export_dir, text_request("", {"prefix": [WARMUP_PREFIX]}))

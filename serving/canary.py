@@ -13,8 +13,7 @@ import numpy as np
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from model.babi_inputs import read_split
-from model.export import predict_request
-from model.lm_export import lm_predict_request
+from model.export import predict_request, text_request
 from model.lm_inputs import read_tokens
 from serving.client import QueryError, grpc_predict
 from serving.model_manager import single_model_config
@@ -50,7 +49,7 @@ def lm_requests(examples_dir: str, split: str, prefixes: int, batch: int) -> lis
     ][:prefixes]
     return [
         (
-            lm_predict_request(CANARY_MODEL, runs[start : start + batch]),
+            text_request(CANARY_MODEL, {"prefix": runs[start : start + batch]}),
             len(runs[start : start + batch]),
         )
         for start in range(0, len(runs), batch)
