@@ -16,9 +16,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from components.lm_corpus import EOS, UNK
+from components.lm_corpus import UNK
 from model.export import text_request, write_warmup_requests
-from model.lm_inputs import PAD
+from model.lm_inputs import PAD, stream_start_id
 
 TEXT_SIGNATURE, EXAMPLES_SIGNATURE = "serving_default", "serving_examples"
 NLL_KEY, WORDS_KEY = "nll", "words"
@@ -83,7 +83,7 @@ class LMServingModule(tf.Module):
             tf.lookup.KeyValueTensorInitializer(self.words, tf.range(len(words), dtype=tf.int64)),
             default_value=words.index(UNK),
         )
-        self.eos = words.index(EOS)
+        self.eos = stream_start_id(words)
 
     def word_ids(self, words: tf.RaggedTensor) -> tf.RaggedTensor:
         return tf.cast(self.table.lookup(words), tf.int32)

@@ -63,6 +63,12 @@ class LMVocabulary:
         return np.array([ids.get(t, unk) for t in tokens], dtype="int32")
 
 
+def stream_start_id(words: list[str]) -> int:
+    """The id before every stream (and served prefix): `<eos>`, or `<unk>` for a vocabulary
+    without it (Text8), as LMVocabulary.encode maps it."""
+    return words.index(EOS) if EOS in words else words.index(UNK)
+
+
 def token_stream(tokens: list[str], vocabulary: LMVocabulary) -> np.ndarray:
     """[L + 1] ids: the split's tokens after one `<eos>`, the boundary before its first line,
     so that every token of the split is predicted from at least one word."""

@@ -18,10 +18,9 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from components.lm_corpus import EOS, UNK
 from model.lm_benchmark import lm_defaults
 from model.lm_export import export_lm
-from model.lm_inputs import blocks_in_order
+from model.lm_inputs import blocks_in_order, stream_start_id
 from model.lm_preprocessing import WORDS_VOCABULARY
 from model.lm_training import LMTrainConfig, train_lm
 from model.trainer import distribution_strategy
@@ -39,8 +38,8 @@ def read_stream(file_patterns: Sequence[str], words: list[str]) -> np.ndarray:
     files = sorted(f for pattern in file_patterns for f in tf.io.gfile.glob(pattern))
     if not files:
         raise FileNotFoundError(f"no transformed examples match {list(file_patterns)}")
-    eos = words.index(EOS) if EOS in words else words.index(UNK)
-    return np.array([eos, *blocks_in_order(files, "token_ids", tf.int64)], dtype="int32")
+    start = stream_start_id(words)
+    return np.array([start, *blocks_in_order(files, "token_ids", tf.int64)], dtype="int32")
 
 
 def run_fn(fn_args) -> None:

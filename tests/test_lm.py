@@ -244,3 +244,18 @@ def test_query_prints_next_words_and_the_attention_over_the_words_in_memory():
         "cat              0.250  0.500",
         "sat              0.750  0.500",
     ]
+
+
+def test_a_text8_vocabulary_without_eos_starts_streams_and_prefixes_with_unk(tmp_path):
+    import tensorflow as tf
+
+    from model.lm_export import export_lm
+
+    vocabulary = LMVocabulary.from_tokens("a b a c".split())  # Text8 has no <eos>
+    assert token_stream(["c"], vocabulary).tolist() == [1, 4]
+    model = LMTrainConfig(embedding_dim=8, linear_units=4, hops=1, memory_size=3).build_model(
+        len(vocabulary), seed=1
+    )
+    export_lm(model, vocabulary.words, "memn2n", 3, str(tmp_path / "1"), top_k=2)
+    serve = tf.saved_model.load(str(tmp_path / "1")).signatures["serving_default"]
+    assert serve(prefix=tf.constant(["a"]))["context"].numpy().tolist() == [[b"a", b"<unk>", b""]]
