@@ -17,10 +17,9 @@ import keras
 import tensorflow as tf
 
 from components.lm_corpus import UNK
-from model.export import text_request, write_warmup_requests
+from model.export import EXAMPLES_SIGNATURE, TEXT_SIGNATURE, text_request, write_warmup_requests
 from model.lm_inputs import PAD, stream_start_id
 
-TEXT_SIGNATURE, EXAMPLES_SIGNATURE = "serving_default", "serving_examples"
 NLL_KEY, WORDS_KEY = "nll", "words"
 SCORING_CHUNK = 256  # windows (MemN2N) or sequences (LSTM) per model call when scoring examples
 WARMUP_PREFIX = "the company said"

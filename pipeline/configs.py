@@ -32,8 +32,7 @@ class PipelineConfig:
     serving_dir: str = os.path.join("build", "serving")
     metadata_path: str = ""  # default: <pipeline_root>/metadata.sqlite
     pipeline_name: str = ""  # default: memn2n-babi, memn2n-ptb or memn2n-text8
-    model_name: str = ""  # the served model, <serving_dir>/<model_name>/<version>/; default babi,
-    # ptb or text8
+    model_name: str = ""  # <serving_dir>/<model_name>/<version>/; default babi, ptb or text8
     train_set: str = "en"
     tasks: tuple[int, ...] = ALL_TASKS
     eval_every: int = 10

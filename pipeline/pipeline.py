@@ -12,7 +12,6 @@ from tfx import v1 as tfx
 from components.babi_example_gen import BabiExampleGen
 from components.lm_example_gen import LMExampleGen
 from components.serving_canary import ServingCanary
-from model import lm_export
 from model.export import EXAMPLES_SIGNATURE, LABEL_KEY, PREDICTIONS_KEY, TRANSFORM_SIGNATURE
 from pipeline.configs import PipelineConfig
 
@@ -69,9 +68,7 @@ def lm_eval_config(config: PipelineConfig) -> tfma.EvalConfig:
         class_name="Perplexity", module="model.lm_metrics", threshold=threshold
     )
     return tfma.EvalConfig(
-        model_specs=[
-            tfma.ModelSpec(signature_name=lm_export.EXAMPLES_SIGNATURE, model_type=tfma.TF_GENERIC)
-        ],
+        model_specs=[tfma.ModelSpec(signature_name=EXAMPLES_SIGNATURE, model_type=tfma.TF_GENERIC)],
         slicing_specs=[tfma.SlicingSpec()],
         metrics_specs=[
             tfma.MetricsSpec(metrics=[tfma.MetricConfig(class_name="ExampleCount"), perplexity])
