@@ -20,10 +20,17 @@ PAPER = {  # the paper's PTB figures: MemN2N's best row (7 hops, memory 200) and
 
 
 def lm_defaults(corpus: str, model: str = "memn2n") -> LMTrainConfig:
-    """MemN2N: the paper's settings. The LSTM: SGD at 1.0 on the mean loss per word, clipping at
-    5, batches of 20 windows of 35 words (the usual small PTB LSTM). Text8: words seen fewer
-    than 5 times become <unk>."""
-    lstm = {"learning_rate": 1.0, "clipnorm": 5.0, "loss_reduction": "mean", "batch_size": 20}
+    """MemN2N: the paper's settings. The LSTM: the small PTB LSTM of Zaremba et al. (2014), SGD
+    at 1.0 with clipping at 5 on the loss summed over a window's 35 words and averaged over 20
+    windows; here the same step as 1/20 of that rate and 20 times that clip on the summed loss.
+    Text8: words seen fewer than 5 times become <unk>."""
+    batch = 20
+    lstm = {
+        "learning_rate": 1.0 / batch,
+        "clipnorm": 5.0 * batch,
+        "loss_reduction": "sum",
+        "batch_size": batch,
+    }
     return LMTrainConfig(
         model=model, min_count=5 if corpus == "text8" else 1, **(lstm if model == "lstm" else {})
     )

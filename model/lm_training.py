@@ -103,6 +103,21 @@ def perplexity(model: keras.Model, stream: np.ndarray, config: LMTrainConfig) ->
     return math.exp(total / count)
 
 
+def compile_lm(model: keras.Model, config: LMTrainConfig) -> None:
+    """SGD at `learning_rate` with the global gradient norm clipped at `clipnorm`, on the
+    next-word cross-entropy summed (or averaged) over the batch's weighted targets."""
+    model.compile(
+        optimizer=keras.optimizers.SGD(config.learning_rate, global_clipnorm=config.clipnorm),
+        loss={
+            "logits": keras.losses.SparseCategoricalCrossentropy(
+                from_logits=True,
+                reduction="sum" if config.loss_reduction == "sum" else "sum_over_batch_size",
+            )
+        },
+        jit_compile=config.jit_compile,
+    )
+
+
 @dataclasses.dataclass
 class LMTrainResult:
     model: keras.Model
@@ -130,16 +145,7 @@ def train_lm(
     stop when the rate falls below the minimum. The model keeps the best epoch's weights."""
     keras.utils.set_random_seed(seed)
     model = config.build_model(vocab_size, seed)
-    model.compile(
-        optimizer=keras.optimizers.SGD(config.learning_rate, global_clipnorm=config.clipnorm),
-        loss={
-            "logits": keras.losses.SparseCategoricalCrossentropy(
-                from_logits=True,
-                reduction="sum" if config.loss_reduction == "sum" else "sum_over_batch_size",
-            )
-        },
-        jit_compile=config.jit_compile,
-    )
+    compile_lm(model, config)
     train = config.batches(train_stream, training=True, seed=seed)
     # Keras reports the mean over batches of each batch's loss: a sum over its targets, or a mean
     targets_per_batch = (

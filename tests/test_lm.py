@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import pathlib
 
@@ -12,6 +13,7 @@ import pytest
 from components.lm_beam import export_corpus
 from components.lm_corpus import EOS, CorpusError, corpus_spans, read_blocks
 from memn2n_cli.main import main
+from model.lm_benchmark import lm_defaults
 from model.lm_inputs import (
     LMVocabulary,
     SequenceBatches,
@@ -20,7 +22,13 @@ from model.lm_inputs import (
     read_tokens,
     token_stream,
 )
-from model.lm_training import LMTrainConfig, negative_log_likelihood, perplexity, train_lm
+from model.lm_training import (
+    LMTrainConfig,
+    compile_lm,
+    negative_log_likelihood,
+    perplexity,
+    train_lm,
+)
 from model.lstm_lm import LSTMLM, LSTMLMConfig
 from model.memn2n_lm import MemN2NLM, MemN2NLMConfig, relu_half
 
@@ -179,6 +187,43 @@ def test_both_language_models_learn_a_repeating_text():
         result = train_lm(stream, stream, len(vocabulary), config, seed=1)
         assert result.history[0]["valid_perplexity"] > 2.5, model
         assert result.valid_perplexity < 1.5, (model, result.history)
+
+
+def test_the_lstm_baseline_steps_as_zarembas_small_ptb_model():
+    """SGD at 1.0, global norm clipped at 5, on the loss summed over a window's words and
+    averaged over the windows: the recipe that the defaults express on the summed loss."""
+    import tensorflow as tf
+
+    config = dataclasses.replace(
+        lm_defaults("ptb", "lstm"),
+        lstm_units=8,
+        lstm_embedding_dim=8,
+        init_stddev=1.0,  # large enough for the clipping to act
+        jit_compile=False,
+    )
+    windows, length, vocab_size = config.batch_size, config.sequence_length, 12
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(1, vocab_size, (windows, length)).astype("int32")
+    targets = rng.integers(1, vocab_size, (windows, length)).astype("int32")
+    keras.utils.set_random_seed(3)
+    model = config.build_model(vocab_size, seed=3)
+    model({"tokens": tokens})
+    before = [v.numpy() for v in model.trainable_variables]
+    with tf.GradientTape() as tape:
+        logits = model({"tokens": tokens})["logits"]
+        per_word = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
+        loss = tf.reduce_sum(per_word) / windows
+    gradients = tape.gradient(loss, model.trainable_variables)
+    clipped, norm = tf.clip_by_global_norm(gradients, 5.0)
+    assert float(norm) > 5.0
+    expected = [
+        w - 1.0 * tf.convert_to_tensor(g).numpy() for w, g in zip(before, clipped, strict=True)
+    ]
+
+    compile_lm(model, config)
+    model.train_on_batch({"tokens": tokens}, targets)
+    for variable, want in zip(model.trainable_variables, expected, strict=True):
+        np.testing.assert_allclose(variable.numpy(), want, rtol=1e-4, atol=1e-6)
 
 
 def test_lstm_lm_shapes():
