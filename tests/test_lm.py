@@ -9,6 +9,7 @@ import pathlib
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from components.lm_beam import export_corpus
 from components.lm_corpus import EOS, CorpusError, corpus_spans, read_blocks
@@ -192,8 +193,6 @@ def test_both_language_models_learn_a_repeating_text():
 def test_the_lstm_baseline_steps_as_zarembas_small_ptb_model():
     """SGD at 1.0, global norm clipped at 5, on the loss summed over a window's words and
     averaged over the windows: the recipe that the defaults express on the summed loss."""
-    import tensorflow as tf
-
     config = dataclasses.replace(
         lm_defaults("ptb", "lstm"),
         lstm_units=8,
