@@ -11,7 +11,7 @@ COPY requirements.lock ./
 RUN pip install --no-cache-dir uv==0.13.9 \
     && uv pip install --system --no-cache --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
-COPY components components
+COPY ingest ingest
 COPY model model
 COPY pipeline pipeline
 COPY serving serving

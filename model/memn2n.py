@@ -12,8 +12,8 @@ import dataclasses
 import keras
 from keras import ops
 
-ENCODINGS = ("bow", "position")
-WEIGHT_TYINGS = ("adjacent", "layerwise")
+from model.serialization import ConfiguredModel
+from model.settings import ENCODINGS, WEIGHT_TYINGS, Encoding, WeightTying, check_choice
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,23 +25,21 @@ class MemN2NConfig:
     memory_size: int = 50  # N: the most recent N sentences
     embedding_dim: int = 20  # d
     hops: int = 3  # K
-    encoding: str = "position"  # "bow" or "position" (PE)
-    # PE weights are l_kj times this. The paper's released code computes
-    # 1 + 4(k - (d+1)/2)(j - (J+1)/2)/(dJ), about twice the paper's formula; with 1.0, tasks 6
-    # and 16 stay at chance (BUILD_NOTES.md, "Position-encoding scale").
+    encoding: Encoding = "position"  # "bow" or "position" (PE)
+    # PE weights are l_kj times this, about the paper's released code:
+    # docs/decisions/position-encoding-scale.md
     position_scale: float = 2.0
-    # Empty slots count in each hop's softmax denominator (as the paper's code); see MemoryHop.
+    # Empty slots count in each hop's softmax denominator (as the paper's code); see MemoryHop
+    # and docs/decisions/empty-slots-in-denominator.md
     empty_in_denominator: bool = True
     temporal: bool = True  # learned T_A, T_C per memory slot
     random_noise: float = 0.1  # RN: fraction of empty memories inserted in training; 0 = off
-    weight_tying: str = "adjacent"  # "adjacent" or "layerwise"
+    weight_tying: WeightTying = "adjacent"
     init_stddev: float = 0.1
 
     def __post_init__(self) -> None:
-        if self.encoding not in ENCODINGS:
-            raise ValueError(f"encoding {self.encoding!r} is not one of {ENCODINGS}")
-        if self.weight_tying not in WEIGHT_TYINGS:
-            raise ValueError(f"weight_tying {self.weight_tying!r} is not one of {WEIGHT_TYINGS}")
+        check_choice("encoding", self.encoding, ENCODINGS)
+        check_choice("weight_tying", self.weight_tying, WEIGHT_TYINGS)
         if not 0 <= self.random_noise < 1:
             raise ValueError(f"random_noise {self.random_noise} must be in [0, 1)")
 
@@ -161,7 +159,8 @@ class MemoryHop(keras.layers.Layer):
     The softmax can be switched off for linear start (LS): `softmax_on` is a non-trainable
     variable, so the switch works inside compiled training steps. With `empty_in_denominator`,
     each empty slot adds exp(0) to the softmax's denominator, as the paper's code does (its empty
-    slots are zero vectors: score 0, nothing read); they still get no attention weight.
+    slots are zero vectors: score 0, nothing read); they still get no attention weight
+    (docs/decisions/empty-slots-in-denominator.md).
     """
 
     def __init__(self, empty_in_denominator: bool = False, **kwargs):
@@ -192,12 +191,13 @@ class MemoryHop(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="memn2n")
-class MemN2N(keras.Model):
+class MemN2N(ConfiguredModel):
     """{"story": [B, N, J], "query": [B, J]} -> {"answer_logits": [B, V], "attention": [B, K, N]}"""
 
+    config_class = MemN2NConfig
+
     def __init__(self, config: MemN2NConfig, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.config, self.seed = config, seed
+        super().__init__(config, seed, **kwargs)
         d, k, stddev = config.embedding_dim, config.hops, config.init_stddev
 
         def encoder(name: str) -> SentenceEncoder:
@@ -260,22 +260,10 @@ class MemN2N(keras.Model):
             logits = self.w(u)
         return {"answer_logits": logits, "attention": ops.stack(attention, axis=1)}
 
-    @property
-    def input_dtype(self) -> str:
-        """Inputs are word ids (this also types the SavedModel's default signature)."""
-        return "int32"
-
     def build_from_config(self, build_config: dict) -> None:
         """Create every variable (by one call on padding) so that saved weights can load."""
         n, j = self.config.memory_size, self.config.sentence_size
         self({"story": ops.zeros((1, n, j), "int32"), "query": ops.zeros((1, j), "int32")})
-
-    def get_config(self) -> dict:
-        return {"config": dataclasses.asdict(self.config), "seed": self.seed, "name": self.name}
-
-    @classmethod
-    def from_config(cls, config: dict) -> MemN2N:
-        return cls(MemN2NConfig(**config["config"]), seed=config["seed"], name=config["name"])
 
 
 def set_linear_start(model: keras.Model, linear: bool) -> None:

@@ -7,6 +7,7 @@ the kfp client: `kfp.Client(host=...).create_run_from_pipeline_package(SPEC, arg
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from tfx import v1 as tfx
 
@@ -23,20 +24,18 @@ def compile_pipeline(config: PipelineConfig, output: str, image: str = IMAGE) ->
         output_dir=os.path.dirname(os.path.abspath(output)),
         output_filename=os.path.basename(output),
     )
-    runner.run(create_pipeline(config), write_out=True)
+    runner.run(create_pipeline(config, config.spec), write_out=True)
 
 
 if __name__ == "__main__":
     corpus = os.environ.get("MEMN2N_CORPUS", "")  # ptb or text8: the language-modelling pipeline
-    compile_pipeline(
-        PipelineConfig(
-            experiment="lm" if corpus else "babi",
-            corpus=corpus or "ptb",
-            corpus_dir=os.environ.get("MEMN2N_CORPUS_DIR", f"gs://YOUR_BUCKET/{corpus}"),
-            babi_dir=os.environ.get("MEMN2N_BABI_DIR", "gs://YOUR_BUCKET/babi"),
-            pipeline_root=os.environ.get("MEMN2N_PIPELINE_ROOT", "gs://YOUR_BUCKET/pipeline_root"),
-            serving_dir=os.environ.get("MEMN2N_SERVING_DIR", "gs://YOUR_BUCKET/serving"),
-            check_data=False,
-        ),
-        f"memn2n_{corpus or 'babi'}_kubeflow_v2.json",
-    )
+    values: dict[str, Any] = {
+        "experiment": "lm" if corpus else "babi",
+        "corpus": corpus or "ptb",
+        "corpus_dir": os.environ.get("MEMN2N_CORPUS_DIR", f"gs://YOUR_BUCKET/{corpus}"),
+        "babi_dir": os.environ.get("MEMN2N_BABI_DIR", "gs://YOUR_BUCKET/babi"),
+        "pipeline_root": os.environ.get("MEMN2N_PIPELINE_ROOT", "gs://YOUR_BUCKET/pipeline_root"),
+        "serving_dir": os.environ.get("MEMN2N_SERVING_DIR", "gs://YOUR_BUCKET/serving"),
+        "check_data": False,
+    }
+    compile_pipeline(PipelineConfig(**values), f"memn2n_{corpus or 'babi'}_kubeflow_v2.json")

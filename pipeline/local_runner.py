@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 import time
+from typing import Any
 
 if __name__ == "__main__":  # run as a file (as the tfx CLI does): pipeline/ must not shadow
     here = os.path.dirname(os.path.abspath(__file__))  # the package of the same name
@@ -20,21 +21,22 @@ from tfx import v1 as tfx  # noqa: E402
 from pipeline.configs import PipelineConfig  # noqa: E402
 from pipeline.pipeline import create_pipeline  # noqa: E402
 
-BABI_DIR = os.environ.get("MEMN2N_BABI_DIR", os.path.join("..", "shared", "data", "babi"))
+BABI_DIR = os.environ.get("MEMN2N_BABI_DIR", "")  # default: download the official archive
 CORPUS = os.environ.get("MEMN2N_CORPUS", "")  # ptb or text8: the language-modelling pipeline
-CORPUS_DIR = os.environ.get("MEMN2N_CORPUS_DIR", os.path.join("..", "shared", "data", CORPUS))
+CORPUS_DIR = os.environ.get("MEMN2N_CORPUS_DIR", "")  # default: download the corpus
 
 
 def local_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
-    """`config`'s pipeline with absolute local paths and SQLite metadata."""
+    """`config`'s pipeline with its data (downloaded if no folder is given), absolute local
+    paths and SQLite metadata."""
     local = dataclasses.replace(
-        config,
+        config.with_data(),
         pipeline_root=os.path.abspath(config.pipeline_root),
         serving_dir=os.path.abspath(config.serving_dir),
         metadata_path=os.path.abspath(config.metadata_path),
     )
     sqlite = tfx.orchestration.metadata.sqlite_metadata_connection_config(local.metadata_path)
-    return create_pipeline(local, sqlite)
+    return create_pipeline(local, local.spec, sqlite)
 
 
 class ComponentProgress(threading.Thread):
@@ -108,7 +110,6 @@ def component_name(store: metadata_store.MetadataStore, execution_id: int) -> st
 
 
 if __name__ == "__main__":
-    if CORPUS:
-        run(PipelineConfig(experiment="lm", corpus=CORPUS, corpus_dir=CORPUS_DIR))
-    else:
-        run(PipelineConfig(babi_dir=BABI_DIR))
+    lm = {"experiment": "lm", "corpus": CORPUS, "corpus_dir": CORPUS_DIR}
+    values: dict[str, Any] = lm if CORPUS else {"babi_dir": BABI_DIR}
+    run(PipelineConfig(**values))

@@ -10,11 +10,10 @@ import tensorflow_model_analysis as tfma
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from components.serving_canary import REPORT_FILE
-from model.lm_metrics import PERPLEXITY
+from pipeline.components.serving_canary import REPORT_FILE
 from pipeline.configs import PipelineConfig
+from pipeline.evaluation import ACCURACY
 from pipeline.local_runner import component_name, open_metadata_store
-from pipeline.pipeline import ACCURACY
 
 
 @dataclasses.dataclass
@@ -117,7 +116,7 @@ def run_report(config: PipelineConfig) -> RunReport:
     """Read the latest run of `config`'s pipeline back from its metadata and artifacts."""
     components = latest_run(open_metadata_store(config))
     by_name = {run.component: run for run in components}
-    metric = PERPLEXITY if config.experiment == "lm" else ACCURACY
+    metric = config.spec.metric
     values, blessed, reasons, pushed_to = {}, None, [], None
     if (evaluator := by_name.get("Evaluator")) and evaluator.state in ("COMPLETE", "CACHED"):
         evaluation = evaluator.outputs["evaluation"].uri

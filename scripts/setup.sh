@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Create .venv from requirements.lock with uv and install the project into it.
 # On hosts with glibc < 2.39 (e.g. Debian 12), give the venv's interpreter a private
-# glibc/libstdc++ runtime from Debian 13, as measured in ../shared/notes/tfx-on-debian12.md.
+# glibc/libstdc++ runtime from Debian 13, as measured in ../shared/notes/tfx-on-debian12.md
+# (docs/decisions/glibc-runtime.md).
 # Idempotent: a stamp records what the venv was built from; an unchanged venv is left alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."

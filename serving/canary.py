@@ -1,21 +1,24 @@
 """The canary before a push (TFX InfraValidator's idea): serve the candidate in `memn2n serve`'s
 server, send it real questions (bAbI) or text prefixes (LM) from the eval split over gRPC, and
-check every answer."""
+check every answer (docs/decisions/serving-canary.md)."""
 
 from __future__ import annotations
 
 import os
 import tempfile
 import time
+from typing import Any
 
 import grpc
 import numpy as np
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from model.babi_inputs import read_split
-from model.export import predict_request, text_request
-from model.lm_inputs import read_tokens
-from serving.client import QueryError, grpc_predict
+from model.babi.inputs import read_split
+from model.lm.inputs import read_tokens
+from model.settings import ExperimentName
+from model.signatures import question_request, text_request
+from serving.client import QueryError
+from serving.grpc_client import grpc_predict
 from serving.model_manager import single_model_config
 from serving.server import ModelServer
 
@@ -29,7 +32,7 @@ def babi_requests(examples_dir: str, split: str, questions: int, batch: int) -> 
     rows = range(min(len(text), questions))
     return [
         (
-            predict_request(
+            question_request(
                 CANARY_MODEL,
                 ["\n".join(text.story[i]) for i in rows[start : start + batch]],
                 [text.question[i] for i in rows[start : start + batch]],
@@ -92,24 +95,34 @@ def check_answers(outputs: dict[str, np.ndarray], batch: int) -> str:
     return ""
 
 
+CANARIES = {  # per experiment: its requests from the examples, and the check of one response
+    "babi": (babi_requests, check_answers),
+    "lm": (lm_requests, check_next_words),
+}
+
+
 def run_canary(
     model_dir: str,
     examples_dir: str,
     split: str = "eval",
     requests: int = 10,
     batch: int = 8,
-    experiment: str = "babi",
+    experiment: ExperimentName = "babi",
 ) -> dict:
     """Load `model_dir` in the server and send `requests` gRPC Predicts of `batch` questions
     (or, for experiment "lm", text prefixes).
 
     Returns a report: `blessed`, `reason` (why not), `requests`, `questions`, `p50_ms`.
     """
-    build, check = (
-        (lm_requests, check_next_words) if experiment == "lm" else (babi_requests, check_answers)
-    )
+    build, check = CANARIES[experiment]
     predicts = build(examples_dir, split, requests * batch, batch)
-    report = {"blessed": False, "reason": "", "requests": 0, "questions": 0, "p50_ms": None}
+    report: dict[str, Any] = {
+        "blessed": False,
+        "reason": "",
+        "requests": 0,
+        "questions": 0,
+        "p50_ms": None,
+    }
     with tempfile.TemporaryDirectory() as base_path:
         os.symlink(os.path.abspath(model_dir), os.path.join(base_path, "1"))
         config = single_model_config(CANARY_MODEL, base_path)

@@ -1,43 +1,25 @@
-"""Clients of a served bAbI model (ours or TF Serving's): gRPC and REST predict, and the
-attention table `memn2n query` prints."""
+"""Clients of a served model (ours or TF Serving's) over REST, and the tables `memn2n query`
+prints. Imports no TensorFlow: TF Serving's protos (serving/grpc_client.py) import TensorFlow,
+and TensorFlow imports Keras."""
 
 from __future__ import annotations
 
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-import grpc
-import numpy as np
-import tensorflow as tf
-from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
-
-from model.export import TEXT_SIGNATURE
+from model.signatures import TEXT_SIGNATURE
 
 
 class QueryError(Exception):
     """The server refused the request; the message is the server's."""
 
 
-def grpc_predict(
-    stub: prediction_service_pb2_grpc.PredictionServiceStub,
-    request: predict_pb2.PredictRequest,
-    timeout: float = 30.0,
-) -> tuple[int, dict[str, np.ndarray]]:
-    """The answering version and the outputs as arrays."""
-    try:
-        response = stub.Predict(request, timeout=timeout)
-    except grpc.RpcError as e:
-        raise QueryError(f"{e.code().name}: {e.details()}") from None
-    outputs = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
-    return response.model_spec.version.value, outputs
-
-
 def rest_predict(
     server: str,
     model: str,
-    inputs: dict[str, list],
+    inputs: Mapping[str, Sequence[str]],
     version: int | None = None,
     timeout: float = 30.0,
 ) -> dict[str, list]:

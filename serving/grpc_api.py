@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import TYPE_CHECKING
 
 import grpc
 import tensorflow as tf
@@ -15,10 +14,8 @@ from tensorflow_serving.apis import (
     prediction_service_pb2_grpc,
 )
 
+from serving.core import ServerCore
 from serving.servable import InvalidArgument, ServingError
-
-if TYPE_CHECKING:
-    from serving.server import ModelServer
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +44,12 @@ def tensor_inputs(request: predict_pb2.PredictRequest) -> dict:
 
 
 class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, server: ModelServer):
-        self.server = server
+    def __init__(self, core: ServerCore):
+        self.core = core
 
     def Predict(self, request, context):  # noqa: N802 - gRPC method name
         with status_on_error(context):
-            spec, outputs = self.server.predict(
+            spec, outputs = self.core.predict(
                 request.model_spec,
                 tensor_inputs(request),
                 list(request.output_filter),
@@ -65,7 +62,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
     def GetModelMetadata(self, request, context):  # noqa: N802 - gRPC method name
         with status_on_error(context):
-            return self.server.metadata(request.model_spec, list(request.metadata_field))
+            return self.core.metadata(request.model_spec, list(request.metadata_field))
 
     def Classify(self, request, context):  # noqa: N802 - gRPC method name
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "Classify is not served; use Predict")
@@ -78,19 +75,20 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
 
 
 class ModelService(model_service_pb2_grpc.ModelServiceServicer):
-    def __init__(self, server: ModelServer):
-        self.server = server
+    def __init__(self, core: ServerCore):
+        self.core = core
 
     def GetModelStatus(self, request, context):  # noqa: N802 - gRPC method name
         with status_on_error(context):
-            return self.server.status(request.model_spec)
+            return self.core.status(request.model_spec)
 
     def HandleReloadConfigRequest(self, request, context):  # noqa: N802 - gRPC method name
         context.abort(grpc.StatusCode.UNIMPLEMENTED, "reloading the config is not supported")
 
 
-def add_services(grpc_server: grpc.Server, server: ModelServer) -> None:
+def add_services(grpc_server: grpc.Server, core: ServerCore) -> None:
+    """TF Serving's PredictionService and ModelService, answered by `core`."""
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
-        PredictionService(server), grpc_server
+        PredictionService(core), grpc_server
     )
-    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(server), grpc_server)
+    model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelService(core), grpc_server)

@@ -25,8 +25,9 @@ import numpy as np
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from model.export import TEXT_SIGNATURE, predict_request
-from serving.client import QueryError, grpc_predict
+from model.signatures import TEXT_SIGNATURE, question_request
+from serving.client import QueryError
+from serving.grpc_client import grpc_predict
 
 MODEL = "babi"
 STORY = "\n".join(  # a task-1 story of 10 sentences
@@ -76,13 +77,15 @@ class ServerProcess:
         self.process = subprocess.Popen(
             command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
+        output = self.process.stdout
+        assert output is not None  # stdout=PIPE
         lines: list[str] = []
         while not any(line.startswith("serving gRPC on") for line in lines):
-            line = self.process.stdout.readline()
+            line = output.readline()
             if not line:
                 raise RuntimeError("memn2n serve exited:\n" + "".join(lines))
             lines.append(line)
-        threading.Thread(target=self.process.stdout.read, daemon=True).start()  # drain
+        threading.Thread(target=output.read, daemon=True).start()  # drain
 
     def stop(self) -> None:
         self.process.terminate()
@@ -96,7 +99,7 @@ def grpc_caller(port: int) -> Callable[[], Callable[[], int]]:
         stub = prediction_service_pb2_grpc.PredictionServiceStub(
             grpc.insecure_channel(f"127.0.0.1:{port}")
         )
-        request = predict_request(MODEL, [STORY], [QUESTION])
+        request = question_request(MODEL, [STORY], [QUESTION])
         return lambda: grpc_predict(stub, request)[0]
 
     return make

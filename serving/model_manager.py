@@ -4,7 +4,7 @@ A model's base path holds one folder per version (`<base_path>/<digits>/saved_mo
 layout Pusher writes). A version is loaded only once it is complete: `saved_model.pb` is there
 (Pusher copies it last) and no file under the folder has changed for `settle_seconds`. A new
 version becomes AVAILABLE before the one it replaces is retired; requests already holding the old
-version finish on it.
+version finish on it (docs/decisions/serving-versions.md).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 import time
+from typing import TypeAlias
 
 import grpc
 from google.protobuf import text_format
@@ -21,9 +22,9 @@ from tensorflow_serving.config import file_system_storage_path_source_pb2, model
 
 from serving.servable import LoadedVersion, ServingError
 
-VersionPolicy = (
+VersionPolicy: TypeAlias = (
     file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy
-)  # noqa: E501
+)
 
 log = logging.getLogger(__name__)
 

@@ -8,17 +8,15 @@ import http.server
 import json
 import logging
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any, cast
 
 import grpc
 import numpy as np
 from google.protobuf import json_format
 from tensorflow_serving.apis import get_model_metadata_pb2, model_pb2
 
+from serving.core import ServerCore
 from serving.servable import DEFAULT_SIGNATURE, InvalidArgument, ServingError
-
-if TYPE_CHECKING:
-    from serving.server import ModelServer
 
 log = logging.getLogger(__name__)
 ROUTE = re.compile(
@@ -130,7 +128,7 @@ def predict_response(outputs: dict[str, np.ndarray], row_format: bool) -> dict:
 
 
 class RestHandler(http.server.BaseHTTPRequestHandler):
-    """One HTTP/1.1 connection; `server.model_server` answers."""
+    """One HTTP/1.1 connection; the RestServer's core answers."""
 
     protocol_version = "HTTP/1.1"
     disable_nagle_algorithm = True  # headers and body leave at once: no 40 ms delayed-ACK stall
@@ -159,9 +157,9 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
 
     def _get(self) -> dict:
         spec, action = self._route()
-        model_server: ModelServer = self.server.model_server
+        core = cast(RestServer, self.server).core
         if action == "/metadata":
-            response = model_server.metadata(spec, ["signature_def"])
+            response = core.metadata(spec, ["signature_def"])
             signature_defs = response.metadata["signature_def"]
             unpacked = get_model_metadata_pb2.SignatureDefMap()
             signature_defs.Unpack(unpacked)
@@ -171,7 +169,7 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
             }
         if action:
             raise ServingError(grpc.StatusCode.NOT_FOUND, f"{action} needs POST")
-        status = model_server.status(spec)
+        status = core.status(spec)
         return as_json(status)
 
     def _post(self) -> dict:
@@ -182,12 +180,12 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
             )
         if action != ":predict":
             raise ServingError(grpc.StatusCode.NOT_FOUND, f"POST {self.path}: use :predict")
-        model_server: ModelServer = self.server.model_server
+        core = cast(RestServer, self.server).core
         length = int(self.headers.get("Content-Length") or 0)
-        if length > model_server.limits.max_request_bytes:
+        if length > core.limits.max_request_bytes:
             self.close_connection = True  # the body is not read
             raise InvalidArgument(
-                f"request of {length} bytes; the limit is {model_server.limits.max_request_bytes}"
+                f"request of {length} bytes; the limit is {core.limits.max_request_bytes}"
             )
         raw = self.rfile.read(length)
         try:
@@ -199,11 +197,11 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
         if not isinstance(body, dict):
             raise InvalidArgument("the request body must be a JSON object")
         spec.signature_name = body.get("signature_name", DEFAULT_SIGNATURE)
-        loaded = model_server.resolve(spec)
+        loaded = core.resolve(spec)
         signature = loaded.signature(spec.signature_name)
         text_inputs = {n: s.dtype.name == "string" for n, s in signature.inputs.items()}
         inputs, row_format = request_inputs(body, text_inputs)
-        _, outputs = model_server.predict(spec, inputs, request_bytes=length, loaded=loaded)
+        _, outputs = core.predict(spec, inputs, request_bytes=length, loaded=loaded)
         return predict_response(outputs, row_format)
 
     def _answer(self, handler) -> None:
@@ -222,10 +220,11 @@ class RestHandler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(data)
 
 
-def make_http_server(
-    model_server: ModelServer, address: str, port: int
-) -> http.server.ThreadingHTTPServer:
-    http_server = http.server.ThreadingHTTPServer((address, port), RestHandler)
-    http_server.daemon_threads = True
-    http_server.model_server = model_server
-    return http_server
+class RestServer(http.server.ThreadingHTTPServer):
+    """TF Serving's REST API on `address`:`port`, answered by `core`; a thread per connection."""
+
+    daemon_threads = True
+
+    def __init__(self, core: ServerCore, address: str, port: int):
+        super().__init__((address, port), RestHandler)
+        self.core = core

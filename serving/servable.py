@@ -6,6 +6,7 @@ import dataclasses
 import os
 import queue
 import threading
+from typing import Any
 
 import grpc
 import numpy as np
@@ -13,8 +14,9 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
-DEFAULT_SIGNATURE = "serving_default"
-WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")  # TF Serving's name
+from model.signatures import WARMUP_FILE
+
+DEFAULT_SIGNATURE = "serving_default"  # TF Serving's default signature key
 
 
 class ServingError(Exception):
@@ -25,7 +27,7 @@ class ServingError(Exception):
         self.code, self.message = code, message
 
 
-class InvalidArgument(ServingError):
+class InvalidArgument(ServingError):  # noqa: N818 - named as its gRPC status
     """A request that does not fit the signature or the limits."""
 
     def __init__(self, message: str):
@@ -195,7 +197,7 @@ class RequestBatcher:
         threading.Thread(target=self._work, daemon=True).start()
 
     def submit(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        done, box = threading.Event(), {}
+        done, box = threading.Event(), dict[str, Any]()
         self.queue.put((inputs, done, box))
         done.wait()
         if "error" in box:

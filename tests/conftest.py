@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pathlib
+import tarfile
 
 import pytest
 
@@ -59,16 +61,34 @@ def babi_dir(tmp_path: pathlib.Path) -> pathlib.Path:
     return write_babi(tmp_path / "babi", fixture_files(stories_per_file=10))
 
 
+def make_archive(path: pathlib.Path, babi_root: pathlib.Path, members: list[str]) -> str:
+    """A mirror of the official archive holding `members` of `babi_root`; its file:// URL."""
+    with tarfile.open(path, "w:gz") as tar:
+        for member in members:
+            tar.add(babi_root / member, arcname=f"tasks_1-20_v1-2/{member}")
+    return path.as_uri()
+
+
+def fixture_digests(babi_root: pathlib.Path, members: list[str]) -> dict[str, str]:
+    """sha256 of each member, in the form of ingest.babi.checksums.BABI_SHA256."""
+    return {m: hashlib.sha256((babi_root / m).read_bytes()).hexdigest() for m in members}
+
+
 @pytest.fixture(scope="session")
 def blessed_run(tmp_path_factory):
     """One full pipeline run that blesses and pushes (the bounds let any trained model pass);
-    shared by the pipeline and serving tests."""
+    shared by the pipeline and serving tests. It starts as on a machine without the data: no
+    bAbI folder, so the pipeline downloads the archive (from a local mirror of fixture files,
+    whose digests stand in for the official ones) into its cache and checks it."""
     from pipeline.configs import PipelineConfig
     from pipeline.local_runner import run
 
     root = tmp_path_factory.mktemp("pipeline")
+    source = write_babi(root / "source", fixture_files(stories_per_file=10))
+    members = [f"en/{name}" for name in fixture_files()]
     config = PipelineConfig(
-        babi_dir=str(write_babi(root / "babi", fixture_files(stories_per_file=10))),
+        data_url=make_archive(root / "mirror.tar.gz", source, members),
+        cache_dir=str(root / "cache"),
         pipeline_root=str(root / "root"),
         serving_dir=str(root / "serving"),
         tasks=(1, 8),
@@ -78,8 +98,17 @@ def blessed_run(tmp_path_factory):
         baseline_margin=-1.0,
         beam_args=BEAM_ARGS,
     )
-    run(config)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("ingest.babi.download.BABI_SHA256", fixture_digests(source, members))
+        run(config)
     return config
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs the shared pipeline run is an end-to-end test."""
+    for item in items:
+        if "blessed_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture

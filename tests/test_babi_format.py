@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from components.babi_format import (
+from ingest.babi.format import (
     BabiFormatError,
     TaskFile,
     find_task_files,

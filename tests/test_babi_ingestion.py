@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import glob
 import json
-import tarfile
 
 import pytest
 import tensorflow as tf
 
-from components.babi_download import ChecksumError, download_babi, verify_babi_dir
-from components.babi_export import export_babi
+from ingest.babi.download import ChecksumError, download_babi, verify_babi_dir
+from ingest.babi.export import export_babi
 from memn2n_cli.main import main
-from tests.conftest import TASK1, fixture_files, write_babi
+from tests.conftest import TASK1, fixture_files, make_archive, write_babi
 
 BEAM_ARGS = ["--direct_running_mode=in_memory"]
 
@@ -118,13 +117,6 @@ def test_shared_en_counts(shared_babi, tmp_path):
     )
     assert 0.09 < summary["eval"] / 20_000 < 0.11
     assert len(read_examples(str(tmp_path / "en" / "test" / "*.tfrecord.gz"))) == 20_000
-
-
-def make_archive(path, babi_root, members) -> str:
-    with tarfile.open(path, "w:gz") as tar:
-        for member in members:
-            tar.add(babi_root / member, arcname=f"tasks_1-20_v1-2/{member}")
-    return path.as_uri()
 
 
 def test_download_verifies_every_file_and_caches(shared_babi, tmp_path):

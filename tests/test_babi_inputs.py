@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from components.babi_export import export_babi
-from model.babi_inputs import (
+from ingest.babi.export import export_babi
+from model.babi.inputs import (
     PADDING,
     UNKNOWN,
     BabiText,

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from memn2n_cli.main import main
 from tests.conftest import fixture_files, write_babi
 
 
+@pytest.mark.e2e
 def test_single_mode_selects_each_tasks_seed_by_validation(babi_dir, tmp_path):
     out = tmp_path / "results" / "single.json"
     args = ["bench", "babi", "--babi-dir", str(babi_dir), "--mode", "single", "--tasks", "1,8"]
@@ -32,6 +35,7 @@ def test_single_mode_selects_each_tasks_seed_by_validation(babi_dir, tmp_path):
     assert result["train_examples_per_sec"] > 0
 
 
+@pytest.mark.e2e
 def test_missing_tasks_are_reported_and_the_lstm_trains(tmp_path):
     files = fixture_files(stories_per_file=10)
     del files["qa8_lists-sets_train.txt"]  # as en-10k lacks qa3's training file

@@ -204,6 +204,7 @@ for path in sys.argv[2:]:
 """
 
 
+@pytest.mark.e2e  # a second Python process, on the JAX backend
 def test_tensorflow_and_jax_backends_agree(tmp_path):
     """The same saved weights give the same outputs under KERAS_BACKEND=jax (a subprocess)."""
     if importlib.util.find_spec("jax") is None:

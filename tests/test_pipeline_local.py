@@ -15,8 +15,8 @@ import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
 
 from memn2n_cli.main import main
-from model.babi_inputs import FEATURES
-from model.export import answer_questions
+from model.babi.export import answer_questions
+from model.babi.inputs import FEATURES
 from pipeline.configs import PipelineConfig
 from pipeline.kubeflow_v2_runner import compile_pipeline
 from pipeline.local_runner import component_name, open_metadata_store, run
@@ -69,6 +69,11 @@ def test_every_component_runs_and_the_blessed_model_answers_raw_text(blessed_run
     assert set(executions) == COMPONENTS
     complete = metadata_store_pb2.Execution.COMPLETE
     assert all(e.last_known_state == complete for runs in executions.values() for e in runs)
+
+    assert blessed_run.babi_dir == ""  # no folder was given: the archive was downloaded
+    downloaded = os.path.join(blessed_run.cache_dir, "tasks_1-20_v1-2")
+    assert os.path.isfile(os.path.join(downloaded, ".verified"))
+    assert len(os.listdir(os.path.join(downloaded, "en"))) == 4
 
     report = run_report(blessed_run)
     assert report.blessed is True and report.reasons == []
@@ -176,6 +181,7 @@ def test_kubeflow_v2_spec_names_every_component(tmp_path, experiment):
     assert images == {"example.com/memn2n:1"}
 
 
+@pytest.mark.e2e
 def test_a_bad_task_file_fails_naming_the_line_and_publishes_nothing(tmp_path):
     bad_dir = write_babi(
         tmp_path / "bad", {**fixture_files(), "qa8_lists-sets_test.txt": "1 A b.\n1x\n"}
@@ -216,6 +222,7 @@ def write_toy_corpus(folder, lines: dict[str, int]) -> str:
     return str(folder)
 
 
+@pytest.mark.e2e
 def test_language_model_pipeline_blesses_by_perplexity_and_serves_next_words(tmp_path, capsys):
     config = PipelineConfig(
         experiment="lm",

@@ -9,9 +9,9 @@ import tensorflow_transform as tft
 import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import schema_utils
 
-from model.babi_inputs import BabiText, Tokens, encode
-from model.export import story_sentences
-from model.preprocessing import preprocessing_fn
+from model.babi.export import story_sentences
+from model.babi.inputs import BabiText, Tokens, encode
+from model.babi.preprocessing import preprocessing_fn
 
 RAW_SPEC = {  # what SchemaGen infers with infer_feature_shape=False: every feature var-length
     "story": tf.io.VarLenFeature(tf.string),

@@ -24,10 +24,12 @@ from tensorflow_serving.apis import (
 )
 
 from memn2n_cli.main import main
-from model.babi_inputs import read_split
-from model.export import answer_questions, predict_request
+from model.babi.export import answer_questions
+from model.babi.inputs import read_split
+from model.signatures import question_request
 from serving.canary import run_canary
-from serving.client import QueryError, grpc_predict, rest_predict
+from serving.client import QueryError, rest_predict
+from serving.grpc_client import grpc_predict
 from serving.load_bench import copy_version, free_port
 from serving.model_manager import read_model_config_file, single_model_config
 from serving.servable import RequestLimits
@@ -81,7 +83,7 @@ def rest(server, path: str, body: bytes | None = None) -> tuple[int, dict]:
 
 
 def test_grpc_predict_answers_as_the_saved_model_does(blessed_run, stub):
-    version, outputs = grpc_predict(stub, predict_request("babi", [STORY], [QUESTION]))
+    version, outputs = grpc_predict(stub, question_request("babi", [STORY], [QUESTION]))
     direct = answer_questions(pushed_version(blessed_run), [STORY], [QUESTION])
     assert version == 1
     assert outputs["answer"].tolist() == direct["answer"]
@@ -91,7 +93,7 @@ def test_grpc_predict_answers_as_the_saved_model_does(blessed_run, stub):
 
 
 def test_rest_predict_row_and_columnar_formats_match_grpc(server, stub):
-    _, grpc_outputs = grpc_predict(stub, predict_request("babi", [STORY, STORY], [QUESTION] * 2))
+    _, grpc_outputs = grpc_predict(stub, question_request("babi", [STORY, STORY], [QUESTION] * 2))
     row = {"instances": [{"story": STORY, "question": QUESTION}] * 2}
     status, body = rest(server, "/v1/models/babi:predict", json.dumps(row).encode())
     assert status == 200
@@ -165,7 +167,7 @@ def bad_requests() -> list[tuple[str, dict, str]]:
 def test_bad_grpc_requests_are_invalid_argument_and_the_server_keeps_serving(
     stub, case, changes, message
 ):
-    request = predict_request("babi", [STORY], [QUESTION])
+    request = question_request("babi", [STORY], [QUESTION])
     for name, value in changes.items():
         if value is None:
             del request.inputs[name]
@@ -175,24 +177,24 @@ def test_bad_grpc_requests_are_invalid_argument_and_the_server_keeps_serving(
         stub.Predict(request, timeout=30)
     assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert message in error.value.details()
-    assert grpc_predict(stub, predict_request("babi", [STORY], [QUESTION]))[0] == 1
+    assert grpc_predict(stub, question_request("babi", [STORY], [QUESTION]))[0] == 1
 
 
 def test_request_limits_unknown_models_versions_and_signatures(server, stub):
-    huge = predict_request("babi", ["Mary went home.\n" * 5000], [QUESTION])
+    huge = question_request("babi", ["Mary went home.\n" * 5000], [QUESTION])
     cases = [
         (huge, grpc.StatusCode.INVALID_ARGUMENT, "the limit is 65536"),
-        (predict_request("nope", [STORY], [QUESTION]), grpc.StatusCode.NOT_FOUND, "'nope'"),
-        (predict_request("babi", [STORY], [QUESTION], 7), grpc.StatusCode.NOT_FOUND, "version 7"),
+        (question_request("nope", [STORY], [QUESTION]), grpc.StatusCode.NOT_FOUND, "'nope'"),
+        (question_request("babi", [STORY], [QUESTION], 7), grpc.StatusCode.NOT_FOUND, "version 7"),
     ]
-    unknown_signature = predict_request("babi", [STORY], [QUESTION])
+    unknown_signature = question_request("babi", [STORY], [QUESTION])
     unknown_signature.model_spec.signature_name = "nope"
     cases.append((unknown_signature, grpc.StatusCode.INVALID_ARGUMENT, "signature_name 'nope'"))
     for request, code, message in cases:
         with pytest.raises(grpc.RpcError) as error:
             stub.Predict(request, timeout=30)
         assert error.value.code() == code and message in error.value.details()
-    unseen = grpc_predict(stub, predict_request("babi", [STORY], ["Where is Zorblax?"]))[1]
+    unseen = grpc_predict(stub, question_request("babi", [STORY], ["Where is Zorblax?"]))[1]
     assert unseen["answer"][0] in {b"bathroom", b"hallway", b"office", b"football,apple", b"milk"}
 
 
@@ -233,7 +235,7 @@ def test_a_new_version_replaces_the_old_without_failing_a_request(blessed_run, s
                     if use_rest:
                         rest_predict(f"127.0.0.1:{server.rest_api_port}", "babi", INPUTS)
                     else:
-                        request = predict_request("babi", [STORY], [QUESTION])
+                        request = question_request("babi", [STORY], [QUESTION])
                         versions.add(grpc_predict(client, request)[0])
                 except QueryError as e:
                     failures.append(str(e))
@@ -270,7 +272,7 @@ def test_a_version_that_fails_to_load_is_reported_and_the_old_one_keeps_serving(
     while 5 not in server.manager.status("babi") and time.monotonic() < deadline:
         time.sleep(0.1)
     assert "loading" in server.manager.status("babi")[5].error
-    assert grpc_predict(stub, predict_request("babi", [STORY], [QUESTION]))[0] == serving
+    assert grpc_predict(stub, question_request("babi", [STORY], [QUESTION]))[0] == serving
     assert (
         rest(server, "/v1/models/babi/versions/5")[1]["model_version_status"][0]["status"][
             "error_code"
@@ -297,7 +299,7 @@ def test_batching_gives_the_same_answers(blessed_run, tmp_path):
             client = prediction_service_pb2_grpc.PredictionServiceStub(opened)
 
             def ask(i: int) -> None:
-                request = predict_request("babi", [STORY], [questions[i]])
+                request = question_request("babi", [STORY], [questions[i]])
                 results[i] = grpc_predict(client, request)[1]["answer"][0]
 
             threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(questions))]
@@ -379,16 +381,16 @@ def test_memn2n_serve_command_serves_the_pushed_model(blessed_run):
             lines.append(line)
         with grpc.insecure_channel(f"127.0.0.1:{port}") as opened:
             client = prediction_service_pb2_grpc.PredictionServiceStub(opened)
-            _, outputs = grpc_predict(client, predict_request("babi", [STORY], [QUESTION]))
-            request = predict_request("babi", [STORY], [QUESTION])
+            _, outputs = grpc_predict(client, question_request("babi", [STORY], [QUESTION]))
+            request = question_request("babi", [STORY], [QUESTION])
             del request.inputs["question"]
             with pytest.raises(grpc.RpcError) as error:
                 client.Predict(request, timeout=30)
             assert error.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             with pytest.raises(grpc.RpcError) as error:
-                client.Predict(predict_request("other", [STORY], [QUESTION]), timeout=30)
+                client.Predict(question_request("other", [STORY], [QUESTION]), timeout=30)
             assert error.value.code() == grpc.StatusCode.NOT_FOUND
-            assert grpc_predict(client, predict_request("babi", [STORY], [QUESTION]))[1]["answer"]
+            assert grpc_predict(client, question_request("babi", [STORY], [QUESTION]))[1]["answer"]
         direct = answer_questions(pushed_version(blessed_run), [STORY], [QUESTION])
         assert outputs["answer"].tolist() == direct["answer"]
         served = rest_predict(f"127.0.0.1:{rest_port}", "babi", INPUTS)
@@ -422,7 +424,7 @@ def test_the_same_client_works_against_real_tf_serving(blessed_run):
             client = prediction_service_pb2_grpc.PredictionServiceStub(opened)
             while True:
                 try:
-                    _, outputs = grpc_predict(client, predict_request("babi", [STORY], [QUESTION]))
+                    _, outputs = grpc_predict(client, question_request("babi", [STORY], [QUESTION]))
                     break
                 except QueryError:
                     assert time.monotonic() < deadline, "tensorflow_model_server did not serve"

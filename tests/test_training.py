@@ -8,16 +8,12 @@ import keras
 import numpy as np
 import pytest
 
-from model.lstm import LSTMBaseline, LSTMConfig, story_then_question
+from model.babi.lstm import LSTMBaseline, story_then_question
+from model.babi.settings import LSTMConfig
+from model.babi.settings import defaults as paper_defaults
+from model.babi.training import PaperSchedule, compile_memn2n, memn2n_config
 from model.memn2n import MemN2N, MemoryHop
-from model.training import (
-    PaperSchedule,
-    compile_memn2n,
-    override,
-    paper_defaults,
-    parse_assignments,
-    read_settings_file,
-)
+from model.settings import override, parse_assignments, read_settings_file
 
 
 def softmax_on(model: keras.Model) -> list[float]:
@@ -29,7 +25,7 @@ def softmax_on(model: keras.Model) -> list[float]:
 def test_linear_start_ends_when_validation_loss_stops_falling_then_lr_halves():
     changes = {"epochs": 4, "halve_every": 2, "linear_start_max_epochs": 10}
     config = override(paper_defaults("single"), {**changes, "linear_start_patience": 2}, "t")
-    model = MemN2N(config.model_config(vocab_size=20, sentence_size=4))
+    model = MemN2N(memn2n_config(config, vocab_size=20, sentence_size=4))
     compile_memn2n(model, config)
     schedule = PaperSchedule(config)
     schedule.set_model(model)
@@ -53,7 +49,7 @@ def test_linear_start_ends_when_validation_loss_stops_falling_then_lr_halves():
 def test_linear_start_stops_at_its_epoch_cap():
     changes = {"epochs": 1, "linear_start_max_epochs": 2}
     config = override(paper_defaults("single"), changes, "t")
-    model = MemN2N(config.model_config(vocab_size=20, sentence_size=4))
+    model = MemN2N(memn2n_config(config, vocab_size=20, sentence_size=4))
     compile_memn2n(model, config)
     schedule = PaperSchedule(config)
     schedule.set_model(model)

@@ -1,0 +1,145 @@
+"""`memn2n bench babi|lm|serve`: benchmarks that write JSON results."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Sequence
+
+from ingest.babi.format import ALL_TASKS, TRAIN_SETS, find_task_files
+from memn2n_cli.arguments import add_corpus, add_settings_overrides, task_list
+from memn2n_cli.progress import Elapsed, report_progress, write_result
+from model.babi.settings import MODES
+from model.settings import MODELS
+
+
+def bench_babi(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+    find_task_files(args.babi_dir, args.train_set, [])  # a wrong folder fails before imports
+
+    from model.babi.benchmark import run_babi_benchmark
+    from model.babi.settings import model_defaults
+    from model.settings import apply_overrides
+
+    config = apply_overrides(
+        model_defaults(args.model, args.mode), args.config, {"epochs": args.epochs}, args.set
+    )
+    with Elapsed(f"bench babi: {args.model} {args.mode} on {args.train_set}"):
+        result = run_babi_benchmark(
+            args.babi_dir,
+            args.train_set,
+            args.mode,
+            args.model,
+            args.tasks,
+            args.seeds,
+            config,
+            report_progress,
+            beam_args,
+        )
+    write_result(args.out, result)
+    print(f"{'task':>5} {'error %':>8}")
+    for task, error in result["per_task_error"].items():
+        print(f"{task:>5} {error:>8.1f}")
+    for task in result["missing_tasks"]:
+        print(f"{task:>5} {'missing':>8}")
+    print(
+        f"mean error {result['mean_error']:.1f}%, failed tasks (> 5%): "
+        f"{len(result['failed_tasks'])} {result['failed_tasks']}; "
+        f"{result['train_examples_per_sec']:.0f} training examples/s; wrote {args.out}"
+    )
+    return 0
+
+
+def bench_lm(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+    from ingest.lm.corpus import corpus_spans
+
+    corpus_spans(args.corpus, args.data_dir)  # a wrong folder fails before the imports
+
+    from model.lm.benchmark import run_lm_benchmark
+    from model.lm.settings import defaults
+    from model.settings import apply_overrides
+
+    flags = {"epochs": args.epochs, "hops": args.hops, "memory_size": args.memory}
+    if args.dim is not None:
+        flags.update(embedding_dim=args.dim, linear_units=args.dim // 2)
+    config = apply_overrides(defaults(args.corpus, args.model), args.config, flags, args.set)
+    with Elapsed(f"bench lm: {config.model} on {args.corpus}"):
+        result = run_lm_benchmark(
+            args.corpus, args.data_dir, config, args.seed, report_progress, beam_args, args.export
+        )
+    write_result(args.out, result)
+    print(
+        f"{config.model} on {args.corpus}: valid perplexity {result['valid_perplexity']:.1f}, "
+        f"test perplexity {result['test_perplexity']:.1f} after {result['epochs_run']} epoch(s); "
+        f"{result['train_tokens_per_sec']:.0f} training tokens/s; wrote {args.out}"
+    )
+    return 0
+
+
+def bench_serve(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+    from serving.load_bench import run_serve_benchmark
+
+    versions = [v for v in os.listdir(args.model_base_path) if v.isdigit()]
+    if not versions:
+        raise ValueError(f"{args.model_base_path}: no numbered version folder to serve")
+    model_dir = os.path.join(args.model_base_path, str(args.version or max(versions, key=int)))
+
+    with Elapsed(f"bench serve: {model_dir}"):
+        result = run_serve_benchmark(model_dir, args.clients, args.seconds, report_progress)
+    write_result(args.out, result)
+    print(f"{'protocol':<14} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'failed':>6}")
+    for protocol in ("in_process", "grpc", "rest", "grpc_batching"):
+        for point in result[protocol]:
+            print(
+                f"{protocol:<14} {point['clients']:>7} {point['p50_ms']:>8.2f} "
+                f"{point['p99_ms']:>8.2f} {point['requests_per_sec']:>8.1f} {point['failed']:>6}"
+            )
+    swap = result["swap"]
+    print(
+        f"swap to version 2 under 8 gRPC clients: {swap['requests']} requests, "
+        f"{swap['failed']} failed, versions answering {swap['versions']}; wrote {args.out}"
+    )
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    bench = commands.add_parser("bench", help="benchmarks that write JSON results")
+    benchmarks = bench.add_subparsers(dest="benchmark", required=True)
+    babi = benchmarks.add_parser(
+        "babi", help="train and test on bAbI; seeds chosen by validation error"
+    )
+    babi.add_argument("--babi-dir", required=True, help="folder holding en/ and en-10k/")
+    babi.add_argument("--train-set", choices=TRAIN_SETS, default="en")
+    babi.add_argument("--mode", choices=MODES, default="joint")
+    babi.add_argument("--model", choices=MODELS, default="memn2n")
+    babi.add_argument("--tasks", type=task_list, default=list(ALL_TASKS), help="e.g. 1,2,5 or 1-20")
+    babi.add_argument("--seeds", type=int, default=1, help="models trained per unit")
+    babi.add_argument("--epochs", type=int, help="epochs (after linear start for MemN2N)")
+    add_settings_overrides(babi)
+    babi.add_argument("--out", required=True, help="result JSON file")
+    babi.set_defaults(run=bench_babi)
+
+    lm = benchmarks.add_parser("lm", help="language modelling: perplexity on PTB or Text8")
+    add_corpus(lm, required=True, help="the corpus")
+    lm.add_argument("--data-dir", required=True, help="folder holding ptb.*.txt or text8")
+    lm.add_argument("--model", choices=MODELS, default="memn2n")
+    lm.add_argument("--epochs", type=int, help="at most this many epochs")
+    lm.add_argument("--hops", type=int)
+    lm.add_argument("--memory", type=int, help="memory size N (previous words)")
+    lm.add_argument("--dim", type=int, help="embedding size d (ReLU on half)")
+    lm.add_argument("--seed", type=int, default=1)
+    add_settings_overrides(lm)
+    lm.add_argument("--out", required=True, help="result JSON file")
+    lm.add_argument("--export", help="write the SavedModel here, e.g. S/ptb/1")
+    lm.set_defaults(run=bench_lm)
+
+    serve = benchmarks.add_parser(
+        "serve", help="latency and requests/s of memn2n serve (gRPC, REST) vs in-process"
+    )
+    serve.add_argument("--model_base_path", required=True, help="e.g. build/serving/babi")
+    serve.add_argument("--version", type=int, help="default: the latest")
+    serve.add_argument(
+        "--clients", type=lambda v: [int(c) for c in v.split(",")], default=[1, 8, 32]
+    )
+    serve.add_argument("--seconds", type=float, default=10.0, help="per measurement")
+    serve.add_argument("--out", required=True, help="result JSON file")
+    serve.set_defaults(run=bench_serve)

@@ -1,0 +1,126 @@
+"""The one training engine of both experiments: compile with global gradient-norm clipping, fit
+under a schedule callback, log every epoch, and return a result record."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import keras
+
+from model.settings import Reduction
+
+Optimizer = Literal["sgd", "adam"]
+Report = Callable[[dict], None]
+
+
+def compile_model(
+    model: keras.Model,
+    optimizer: Optimizer,
+    learning_rate: float,
+    clipnorm: float,
+    output: str,
+    reduction: Reduction,
+    jit_compile: bool,
+    steps_per_execution: int = 1,
+) -> None:
+    """`optimizer` at `learning_rate` with the global gradient norm clipped at `clipnorm`, on the
+    cross-entropy of the logits `output` against word ids, summed or averaged over the batch.
+
+    With "sum" (the paper's code) the rate and the clip apply to the gradient of that sum."""
+    optimizers = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}
+    loss = keras.losses.SparseCategoricalCrossentropy(
+        from_logits=True, reduction="sum" if reduction == "sum" else "sum_over_batch_size"
+    )
+    model.compile(
+        optimizer=optimizers[optimizer](learning_rate, global_clipnorm=clipnorm),
+        loss={output: loss},
+        steps_per_execution=steps_per_execution,
+        jit_compile=jit_compile,
+    )
+
+
+class Schedule(keras.callbacks.Callback):
+    """Sets the learning rate at each epoch's start and may end training; `phase` names the part
+    of the schedule an epoch is in, for the epoch log."""
+
+    phase = "train"
+
+
+class EpochLog(keras.callbacks.Callback):
+    """Keeps each epoch's phase, learning rate, logs and seconds (validation included), with
+    `unit`s per second over `per_epoch` of them, and passes the record to `report`."""
+
+    def __init__(self, schedule: Schedule, unit: str, per_epoch: int, report: Report | None):
+        super().__init__()
+        self.schedule, self.unit, self.per_epoch, self.report = schedule, unit, per_epoch, report
+        self.history: list[dict] = []
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.phase = self.schedule.phase
+        self.learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self.start = time.perf_counter()
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        seconds = time.perf_counter() - self.start
+        record = {
+            "epoch": epoch + 1,
+            "phase": self.phase,
+            "learning_rate": self.learning_rate,
+            "seconds": round(seconds, 3),
+            f"{self.unit}_per_sec": round(self.per_epoch / seconds, 1),
+            **{key: round(float(value), 5) for key, value in (logs or {}).items()},
+        }
+        self.history.append(record)
+        if self.report:
+            self.report(record)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """A trained model with its record: epochs, time, throughput and validation figures."""
+
+    model: keras.Model
+    history: list[dict]
+    train_seconds: float
+    trained: int  # training examples (bAbI) or tokens (language models) seen
+    unit: str  # "examples" or "tokens"
+    validation: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    @property
+    def per_second(self) -> float:
+        return self.trained / self.train_seconds
+
+
+def fit(
+    model: keras.Model,
+    x: Any,
+    y: Any = None,
+    *,
+    epochs: int,
+    schedule: Schedule,
+    unit: str,
+    per_epoch: int,
+    validation_data: Any = None,
+    batch_size: int | None = None,
+    report: Report | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+) -> TrainResult:
+    """Train for at most `epochs` epochs (the schedule may stop sooner), shuffled; `callbacks`
+    (e.g. TensorBoard, checkpoints) run after the schedule and before the epoch log."""
+    log = EpochLog(schedule, unit, per_epoch, report)
+    start = time.perf_counter()
+    model.fit(
+        x,
+        y,
+        validation_data=validation_data,
+        batch_size=batch_size,
+        epochs=epochs,
+        shuffle=True,
+        callbacks=[schedule, *callbacks, log],
+        verbose=0,
+    )
+    seconds = time.perf_counter() - start
+    return TrainResult(model, log.history, seconds, per_epoch * len(log.history), unit)

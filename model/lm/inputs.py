@@ -1,0 +1,147 @@
+"""Language-model inputs: token streams read back from the LM TFRecords, a vocabulary, and the
+context windows cut from a stream batch by batch (never stored once per memory slot)."""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from ingest.files import split_files
+from ingest.lm.corpus import EOS, UNK
+
+PAD = "<pad>"  # id 0: an empty memory slot
+
+
+def blocks_in_order(files: list[str], feature: str, dtype: tf.DType) -> list:
+    """The values of `feature` (a list per example) of every block in `files`, concatenated in
+    the order of the blocks' `index`."""
+    spec = {"index": tf.io.FixedLenFeature([], tf.int64), feature: tf.io.RaggedFeature(dtype)}
+    blocks: list[tuple[int, list]] = []
+    for batch in tf.data.TFRecordDataset(files, compression_type="GZIP").batch(4096):
+        parsed = tf.io.parse_example(batch, spec)
+        blocks.extend(zip(parsed["index"].numpy().tolist(), parsed[feature].to_list(), strict=True))
+    blocks.sort(key=lambda block: block[0])
+    return [value for _, values in blocks for value in values]
+
+
+def read_tokens(examples_dir: str, split: str) -> list[str]:
+    """A split's tokens in corpus order, from dir/split/*.gz (or TFX's Split-<split>/*.gz)."""
+    files = split_files(examples_dir, split)
+    return [token.decode() for token in blocks_in_order(files, "tokens", tf.string)]
+
+
+@dataclasses.dataclass(frozen=True)
+class LMVocabulary:
+    """Words by id: 0 is `<pad>`, then `<unk>`, then the training words by falling count."""
+
+    words: list[str]
+
+    @classmethod
+    def from_tokens(cls, tokens: list[str], min_count: int = 1) -> LMVocabulary:
+        counts = collections.Counter(tokens)
+        kept = [w for w, c in counts.items() if c >= min_count and w not in (PAD, UNK)]
+        kept.sort(key=lambda w: (-counts[w], w))
+        return cls([PAD, UNK, *kept])
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def encode(self, tokens: list[str]) -> np.ndarray:
+        """Token ids, [L] int32; words outside the vocabulary become `<unk>`."""
+        ids = {w: i for i, w in enumerate(self.words)}
+        unk = ids[UNK]
+        return np.array([ids.get(t, unk) for t in tokens], dtype="int32")
+
+
+def stream_start_id(words: list[str]) -> int:
+    """The id before every stream (and served prefix): `<eos>`, or `<unk>` for a vocabulary
+    without it (Text8), as LMVocabulary.encode maps it."""
+    return words.index(EOS) if EOS in words else words.index(UNK)
+
+
+def token_stream(tokens: list[str], vocabulary: LMVocabulary) -> np.ndarray:
+    """[L + 1] ids: the split's tokens after one `<eos>`, the boundary before its first line,
+    so that every token of the split is predicted from at least one word."""
+    return vocabulary.encode([EOS, *tokens])
+
+
+def context_windows(stream: np.ndarray, positions: np.ndarray, memory_size: int) -> np.ndarray:
+    """The `memory_size` words before each position, most recent first; 0 before the stream
+    starts. stream [L], positions [B] -> [B, N] int32."""
+    offsets = positions[:, None] - 1 - np.arange(memory_size)[None, :]  # [B, N]
+    return np.where(offsets >= 0, stream[np.maximum(offsets, 0)], 0).astype("int32")
+
+
+class WindowBatches(keras.utils.PyDataset):
+    """MemN2N batches ({"context": [B, N]}, target [B], weight [B]) over every position 1..L-1
+    of a stream, shuffled each epoch in training."""
+
+    def __init__(
+        self,
+        stream: np.ndarray,
+        memory_size: int,
+        batch_size: int,
+        shuffle: bool,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.stream, self.memory_size, self.batch_size = stream, memory_size, batch_size
+        self.shuffle, self.rng = shuffle, np.random.default_rng(seed)
+        self.positions = np.arange(1, len(stream))
+        if shuffle:
+            self.rng.shuffle(self.positions)
+
+    def __len__(self) -> int:
+        return -(-len(self.positions) // self.batch_size)
+
+    def __getitem__(self, index: int):
+        positions = self.positions[index * self.batch_size : (index + 1) * self.batch_size]
+        context = context_windows(self.stream, positions, self.memory_size)
+        return {"context": context}, self.stream[positions], np.ones(len(positions), "float32")
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self.rng.shuffle(self.positions)
+
+
+class SequenceBatches(keras.utils.PyDataset):
+    """LSTM batches ({"tokens": [B, W + T]}, next words [B, W + T], weight [B, W + T]) of windows
+    starting every T words; the first W (`warmup`) words of a window are context only (weight 0),
+    so that in scoring every word is predicted after at least W words. 0 pads past either end."""
+
+    def __init__(
+        self,
+        stream: np.ndarray,
+        length: int,
+        batch_size: int,
+        shuffle: bool,
+        warmup: int = 0,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.stream, self.length, self.warmup = stream, length, warmup
+        self.batch_size, self.shuffle = batch_size, shuffle
+        self.rng = np.random.default_rng(seed)
+        self.starts = np.arange(0, len(stream) - 1, length)  # the first predicted word is start+1
+        if shuffle:
+            self.rng.shuffle(self.starts)
+
+    def __len__(self) -> int:
+        return -(-len(self.starts) // self.batch_size)
+
+    def __getitem__(self, index: int):
+        starts = self.starts[index * self.batch_size : (index + 1) * self.batch_size]
+        offsets = starts[:, None] - self.warmup + np.arange(self.warmup + self.length)  # [B, W+T]
+        inside = (offsets >= 0) & (offsets + 1 < len(self.stream))
+        tokens = np.where(inside, self.stream[np.clip(offsets, 0, len(self.stream) - 1)], 0)
+        targets = np.where(inside, self.stream[np.clip(offsets + 1, 0, len(self.stream) - 1)], 0)
+        scored = inside & (np.arange(self.warmup + self.length) >= self.warmup)[None, :]
+        return {"tokens": tokens.astype("int32")}, targets.astype("int32"), scored.astype("float32")
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self.rng.shuffle(self.starts)

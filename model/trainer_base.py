@@ -1,0 +1,81 @@
+"""The TFX Trainer `run_fn` both experiments share: read Transform's output, train under the
+distribution strategy, export the serving model, and write `training.json` in the run folder.
+
+An experiment's trainer module subclasses `ExperimentTrainer` (what it reads, trains and
+exports) and its `run_fn` calls `run`; `custom_config` always holds `model` ("memn2n" or
+"lstm"), `settings` (overrides of the experiment's settings dataclass) and `seed`.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import json
+import os
+from typing import Any
+
+import keras
+import tensorflow as tf
+from tfx.components.trainer.fn_args_utils import FnArgs
+
+from model.engine import Report, TrainResult
+
+
+def distribution_strategy() -> tf.distribute.Strategy:
+    """Multi-worker if TF_CONFIG names a cluster, all GPUs when there are several, else default."""
+    if json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster"):
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_logical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+class ExperimentTrainer(abc.ABC):
+    """One experiment's part of the Trainer; built from FnArgs, it reads its data first."""
+
+    def __init__(self, fn_args: FnArgs):
+        self.fn_args = fn_args
+        self.custom_config: dict = fn_args.custom_config or {}
+
+    @abc.abstractmethod
+    def settings(self) -> Any:
+        """The typed settings of `custom_config`, overrides applied."""
+
+    @abc.abstractmethod
+    def train(self, settings: Any, seed: int, report: Report, callbacks: list) -> TrainResult:
+        """Train on the train split, the eval split driving the schedule."""
+
+    @abc.abstractmethod
+    def export(self, result: TrainResult, settings: Any, export_dir: str) -> None:
+        """Write the serving SavedModel of `result.model`."""
+
+    def record(self, result: TrainResult) -> dict:
+        """Fields of `training.json` beyond the shared ones."""
+        return {}
+
+
+def run(trainer: ExperimentTrainer) -> None:
+    """Train, export to the serving model folder, and write the run's `training.json`."""
+    fn_args, config = trainer.fn_args, trainer.custom_config
+    settings = trainer.settings()
+    if config.get("mixed_precision"):
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs"))
+    label = f"[{config.get('model', 'memn2n')}]"
+
+    def report(record: dict) -> None:
+        print(f"{label} {json.dumps(record)}", flush=True)
+
+    with distribution_strategy().scope():
+        result = trainer.train(settings, config.get("seed", 1), report, [tensorboard])
+    trainer.export(result, settings, fn_args.serving_model_dir)
+    record = {
+        "settings": dataclasses.asdict(settings),
+        "history": result.history,
+        "train_seconds": round(result.train_seconds, 1),
+        f"train_{result.unit}_per_sec": round(result.per_second, 1),
+        **trainer.record(result),
+    }
+    tf.io.gfile.makedirs(fn_args.model_run_dir)
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "training.json"), "w") as f:
+        json.dump(record, f, indent=1)
