@@ -43,8 +43,8 @@ def compile_model(
 
 
 class Schedule(keras.callbacks.Callback):
-    """Sets the learning rate at each epoch's start and may end training; `phase` names the part
-    of the schedule an epoch is in, for the epoch log."""
+    """What may set the learning rate at each epoch's start and end training (a subclass's
+    callbacks); `phase` names the part of the schedule an epoch is in, for the epoch log."""
 
     phase = "train"
 
@@ -107,20 +107,29 @@ def fit(
     batch_size: int | None = None,
     report: Report | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    fit_per_epoch: bool = False,
 ) -> TrainResult:
     """Train for at most `epochs` epochs (the schedule may stop sooner), shuffled; `callbacks`
-    (e.g. TensorBoard, checkpoints) run after the schedule and before the epoch log."""
+    (e.g. TensorBoard, checkpoints) run after the schedule and before the epoch log.
+
+    `fit_per_epoch` calls Keras's fit once per epoch. Keras reshuffles a PyDataset each time a
+    fit starts, so this keeps the data order, and so the results, of the language models' runs
+    made before the engine existed (docs/decisions/one-training-engine.md)."""
     log = EpochLog(schedule, unit, per_epoch, report)
+    fit_args = {
+        "validation_data": validation_data,
+        "batch_size": batch_size,
+        "shuffle": True,
+        "callbacks": [schedule, *callbacks, log],
+        "verbose": 0,
+    }
     start = time.perf_counter()
-    model.fit(
-        x,
-        y,
-        validation_data=validation_data,
-        batch_size=batch_size,
-        epochs=epochs,
-        shuffle=True,
-        callbacks=[schedule, *callbacks, log],
-        verbose=0,
-    )
+    if fit_per_epoch:
+        for epoch in range(epochs):
+            model.fit(x, y, initial_epoch=epoch, epochs=epoch + 1, **fit_args)
+            if model.stop_training:
+                break
+    else:
+        model.fit(x, y, epochs=epochs, **fit_args)
     seconds = time.perf_counter() - start
     return TrainResult(model, log.history, seconds, per_epoch * len(log.history), unit)

@@ -19,6 +19,8 @@ EXAMPLES_SIGNATURE = "serving_examples"  # serialized raw tf.Examples in, for TF
 TRANSFORM_SIGNATURE = "transform_features"  # bAbI: Transform's output, where TFMA finds labels
 LABEL_KEY, PREDICTIONS_KEY = "answer_id", "probabilities"  # bAbI, for TFMA's accuracy
 NLL_KEY, WORDS_KEY = "nll", "words"  # language models, for TFMA's perplexity
+ACCURACY = "sparse_categorical_accuracy"  # the TFMA metric a bAbI candidate is blessed on
+PERPLEXITY = "perplexity"  # the TFMA metric a language model is blessed on (model.lm.metrics)
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")  # TF Serving's name
 
 
@@ -56,7 +58,7 @@ def write_warmup_requests(export_dir: str, request: predict_pb2.PredictRequest) 
     from tensorflow_serving.apis import prediction_log_pb2
 
     path = os.path.join(export_dir, WARMUP_FILE)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tf.io.gfile.makedirs(os.path.dirname(path))  # also on gs:// and other remote file systems
     log = prediction_log_pb2.PredictionLog(
         predict_log=prediction_log_pb2.PredictLog(request=request)
     )

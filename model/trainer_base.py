@@ -43,7 +43,7 @@ class ExperimentTrainer(abc.ABC):
 
     @abc.abstractmethod
     def train(self, settings: Any, seed: int, report: Report, callbacks: list) -> TrainResult:
-        """Train on the train split, the eval split driving the schedule."""
+        """Train on the train split, validating on the eval split."""
 
     @abc.abstractmethod
     def export(self, result: TrainResult, settings: Any, export_dir: str) -> None:

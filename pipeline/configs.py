@@ -9,17 +9,24 @@ itself, training settings included, before anything heavy loads.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ingest.babi.download import BABI_URL, DEFAULT_CACHE_DIR, download_babi
-from ingest.babi.format import ALL_TASKS, TRAIN_SETS, TrainSet
-from ingest.lm.corpus import CONTEXT_WORDS, CORPORA, download_corpus
+from ingest.babi.format import ALL_TASKS, TRAIN_SETS, TrainSet, find_task_files
+from ingest.lm.corpus import CONTEXT_WORDS, CORPORA, corpus_spans, download_corpus
 from model.babi import settings as babi_settings
 from model.lm import settings as lm_settings
-from model.settings import EXPERIMENT_NAMES, MODELS, ExperimentName, ModelKind, check_choice
+from model.settings import (
+    EXPERIMENT_NAMES,
+    MODELS,
+    ExperimentName,
+    ModelKind,
+    check_choice,
+    read_settings_file,
+)
+from model.signatures import ACCURACY, PERPLEXITY
 
 if TYPE_CHECKING:
     import tensorflow_model_analysis as tfma
@@ -77,13 +84,13 @@ class PipelineConfig:
         check_choice("corpus", self.corpus, CORPORA)
         check_choice("train_set", self.train_set, TRAIN_SETS)
         check_choice("mode", self.mode, babi_settings.MODES)
+        if not self.tasks or set(self.tasks) - set(ALL_TASKS):
+            raise ValueError(f"tasks {self.tasks!r} must be a non-empty subset of 1-20")
         data_dir = self.data_dir
         if self.check_data and data_dir and not os.path.isdir(data_dir):
             raise ValueError(f"{self.spec.data_dir_field} {data_dir!r} is not a folder")
         if not self.check_data and not data_dir:
             raise ValueError(f"give {self.spec.data_dir_field}: where the cluster reads the data")
-        if not self.tasks or set(self.tasks) - set(ALL_TASKS):
-            raise ValueError(f"tasks {self.tasks!r} must be a non-empty subset of 1-20")
         if self.eval_every < 2:
             raise ValueError(f"eval_every {self.eval_every} must be at least 2")
         for name in ("memory_size", "sentence_size", "context_words", "canary_requests"):
@@ -102,6 +109,8 @@ class PipelineConfig:
             raise ValueError(f"model_name {self.model_name!r} must be a plain name")
         for model in MODELS:
             self.training_settings(model)
+        if self.check_data and data_dir:
+            self.spec.check_files(self)  # a missing or misnamed file fails before anything runs
         if not self.metadata_path:
             object.__setattr__(
                 self, "metadata_path", os.path.join(self.pipeline_root, "metadata.sqlite")
@@ -155,7 +164,9 @@ class Experiment:
     trainer_fields: tuple[str, ...]  # config fields passed to run_fn in custom_config
     trainer_settings: Callable[[dict, str], Any]  # custom_config -> typed settings (or fails)
     eval_config: Callable[[PipelineConfig], tfma.EvalConfig]
-    metric: str  # the TFMA metric blessed on, as the run report shows it
+    metric: str  # the TFMA metric blessed on, as the run report reads it
+    metric_label: str  # its short name in the run report's table
+    check_files: Callable[[PipelineConfig], object]  # fails naming a missing or bad input file
 
 
 def babi_example_gen(config: PipelineConfig) -> BaseComponent:
@@ -213,7 +224,9 @@ EXPERIMENTS: dict[ExperimentName, Experiment] = {
             custom, source=source
         ),
         eval_config=babi_eval_config,
-        metric="sparse_categorical_accuracy",
+        metric=ACCURACY,
+        metric_label="acc",
+        check_files=lambda c: find_task_files(c.babi_dir, c.train_set, c.tasks),
     ),
     "lm": Experiment(
         name="lm",
@@ -227,18 +240,17 @@ EXPERIMENTS: dict[ExperimentName, Experiment] = {
         trainer_fields=("corpus",),
         trainer_settings=lm_settings.trainer_settings,
         eval_config=lm_eval_config,
-        metric="perplexity",
+        metric=PERPLEXITY,
+        metric_label="ppl",
+        check_files=lambda c: corpus_spans(c.corpus, c.corpus_dir),
     ),
 }
 
 
 def read_config_file(path: str) -> dict:
     """A JSON object of PipelineConfig fields, checked by name."""
-    with open(path) as f:
-        values = json.load(f)
+    values = read_settings_file(path)
     names = {f.name for f in dataclasses.fields(PipelineConfig)}
-    if not isinstance(values, dict):
-        raise ValueError(f"{path}: expected a JSON object of settings")
     if unknown := sorted(set(values) - names):
         raise ValueError(f"{path}: unknown setting(s) {unknown}; known: {', '.join(sorted(names))}")
     if "tasks" in values:

@@ -8,7 +8,6 @@ from tensorflow_model_analysis.proto import config_pb2
 
 from model.signatures import EXAMPLES_SIGNATURE, LABEL_KEY, PREDICTIONS_KEY, TRANSFORM_SIGNATURE
 
-ACCURACY = "sparse_categorical_accuracy"
 SLICE_FEATURE = "task"
 
 

@@ -12,7 +12,6 @@ from ml_metadata.proto import metadata_store_pb2
 
 from pipeline.components.serving_canary import REPORT_FILE
 from pipeline.configs import PipelineConfig
-from pipeline.evaluation import ACCURACY
 from pipeline.local_runner import component_name, open_metadata_store
 
 
@@ -32,6 +31,7 @@ class RunReport:
 
     components: list[ComponentRun]
     metric: str  # bAbI: accuracy; LM: perplexity
+    label: str  # the metric's short name in the table: "acc", "ppl"
     values: dict[str, dict[str, float]]  # "candidate"/"baseline" -> slice ("all", "1"..) -> value
     blessed: bool | None  # None when the Evaluator did not run
     reasons: list[str]  # why the candidate was not blessed
@@ -131,7 +131,8 @@ def run_report(config: PipelineConfig) -> RunReport:
         pushed = pusher.outputs["pushed_model"].custom_properties
         if pushed["pushed"].int_value == 1:
             pushed_to = pushed["pushed_destination"].string_value
-    return RunReport(components, metric, values, blessed, reasons, canary, pushed_to)
+    label = config.spec.metric_label
+    return RunReport(components, metric, label, values, blessed, reasons, canary, pushed_to)
 
 
 def format_report(report: RunReport) -> str:
@@ -140,7 +141,7 @@ def format_report(report: RunReport) -> str:
     lines += [f"{r.component:<18} {r.state:<9} {r.seconds:>8.1f}" for r in report.components]
     candidate = report.values.get("candidate", {})
     baseline = report.values.get("baseline", {})
-    short = "acc" if report.metric == ACCURACY else "ppl"
+    short = report.label
     if candidate:
         lines += ["", f"{'slice':>5} {'MemN2N ' + short:>11} {'LSTM ' + short:>9}   (test split)"]
         slices = sorted((s for s in candidate if s != "all"), key=int) + ["all"]

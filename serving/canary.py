@@ -15,7 +15,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 
 from model.babi.inputs import read_split
 from model.lm.inputs import read_tokens
-from model.settings import ExperimentName
+from model.settings import ExperimentName, check_choice
 from model.signatures import question_request, text_request
 from serving.client import QueryError
 from serving.grpc_client import grpc_predict
@@ -114,6 +114,7 @@ def run_canary(
 
     Returns a report: `blessed`, `reason` (why not), `requests`, `questions`, `p50_ms`.
     """
+    check_choice("experiment", experiment, tuple(CANARIES))
     build, check = CANARIES[experiment]
     predicts = build(examples_dir, split, requests * batch, batch)
     report: dict[str, Any] = {

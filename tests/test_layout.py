@@ -116,12 +116,13 @@ def loaded_after(statements: str) -> set[str]:
     return set(eval(result.stdout.strip().splitlines()[-1]))
 
 
-def test_a_config_checks_itself_without_tensorflow_keras_or_transform(tmp_path):
+def test_a_config_checks_itself_without_tensorflow_keras_or_transform(babi_dir):
+    folder = f"babi_dir={str(babi_dir)!r}, tasks=(1, 8)"
     statements = (
         "from pipeline.configs import PipelineConfig\n"
-        f"PipelineConfig(babi_dir={str(tmp_path)!r}, memn2n_settings={{'hops': 2}})\n"
+        f"PipelineConfig({folder}, memn2n_settings={{'hops': 2}})\n"
         "try:\n"
-        f"    PipelineConfig(babi_dir={str(tmp_path)!r}, lstm_settings={{'units': 'x'}})\n"
+        f"    PipelineConfig({folder}, lstm_settings={{'units': 'x'}})\n"
         "except ValueError as e:\n"
         "    assert 'lstm_settings: units must be a int' in str(e), e\n"
         "else:\n"

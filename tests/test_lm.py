@@ -302,3 +302,35 @@ def test_a_text8_vocabulary_without_eos_starts_streams_and_prefixes_with_unk(tmp
     export_lm(model, vocabulary.words, "memn2n", 3, str(tmp_path / "1"), top_k=2)
     serve = tf.saved_model.load(str(tmp_path / "1")).signatures["serving_default"]
     assert serve(prefix=tf.constant(["a"]))["context"].numpy().tolist() == [[b"a", b"<unk>", b""]]
+
+
+def test_the_rate_is_annealed_on_a_plateau_training_stops_below_the_minimum_and_keeps_the_best(
+    monkeypatch,
+):
+    import model.lm.training as lm_training
+
+    config = LMTrainConfig(
+        embedding_dim=4, linear_units=2, hops=1, memory_size=2, learning_rate=1.0, jit_compile=False
+    )
+    config = dataclasses.replace(config, anneal_factor=2.0, min_learning_rate=0.3)
+    model = build_model(config, vocab_size=5, seed=1)
+    compile_lm(model, config)
+    model({"context": np.zeros((1, 2), "int32")})
+    scores = iter([10.0, 8.0, 8.0, 9.0])  # first, better, equal: anneal, worse: below the minimum
+    monkeypatch.setattr(lm_training, "perplexity", lambda *args: next(scores))
+    schedule = lm_training.AnnealOnPlateau(config, np.zeros(3, "int32"), targets_per_batch=1.0)
+    schedule.set_model(model)
+    rates, weights = [], []
+    for epoch in range(4):
+        schedule.on_epoch_begin(epoch)
+        rates.append(float(model.optimizer.learning_rate.numpy()))
+        model.set_weights([w + 1.0 for w in model.get_weights()])  # "training"
+        weights.append(model.get_weights())
+        logs = {"loss": math.log(4.0)}
+        schedule.on_epoch_end(epoch, logs)
+        assert logs["train_perplexity"] == pytest.approx(4.0)
+        if model.stop_training:
+            break
+    assert rates == [1.0, 1.0, 1.0, 0.5] and epoch == 3 and schedule.best == 8.0
+    for kept, best in zip(schedule.best_weights, weights[1], strict=True):
+        np.testing.assert_array_equal(kept, best)

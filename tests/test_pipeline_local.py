@@ -142,9 +142,18 @@ def test_an_unblessed_model_is_not_pushed_and_the_run_says_why(blessed_run, tmp_
 
 
 def test_bad_config_values_fail_before_anything_runs(blessed_run, tmp_path):
+    no_task8_test = dict(list(fixture_files().items())[:3])
     for change, message in [
         ({"epochs": -1}, "epochs -1 must be at least 1"),
         ({"babi_dir": str(tmp_path / "nowhere")}, "is not a folder"),
+        (
+            {
+                "babi_dir": str(
+                    write_babi(tmp_path / "half", dict(list(fixture_files().items())[:3]))
+                )
+            },
+            r"qa8_lists-sets_test.txt: missing task file",
+        ),
         ({"lstm_settings": {"units": 0}}, "units must be at least 1"),
         ({"memn2n_settings": {"hopz": 2}}, "unknown setting"),
         ({"experiment": "qa"}, "experiment 'qa' is not one of"),

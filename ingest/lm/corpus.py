@@ -143,7 +143,7 @@ def read_blocks(
             )
             for start in range(0, len(sentences), block_lines)
         ]
-    before = [EOS]  # the boundary before the split's first line, as model.lm_inputs reads it
+    before = [EOS]  # the boundary before the split's first line, as model.lm.inputs reads it
     for index, (tokens, lines) in enumerate(runs):
         context = before[-context_words:] if context_words else []
         yield Block(span.split, index, tokens, span.path, lines, context)

@@ -19,8 +19,8 @@ def pipeline_config(args: argparse.Namespace, beam_args: Sequence[str], **fixed)
         "experiment": "lm" if args.corpus else None,
         "corpus": args.corpus,
         "corpus_dir": args.corpus_dir,
-        "cache_dir": args.cache_dir,
-        "data_url": args.data_url,
+        "cache_dir": getattr(args, "cache_dir", None),
+        "data_url": getattr(args, "data_url", None),
         "train_set": args.train_set,
         "tasks": tuple(args.tasks) if args.tasks else None,
         "epochs": args.epochs,
@@ -66,18 +66,16 @@ def register(commands: argparse._SubParsersAction) -> None:
     compiled = pipeline_commands.add_parser("compile", help="compile for an orchestrator")
     for command in (local, compiled):
         command.add_argument("--config", help="JSON file of PipelineConfig fields")
-        command.add_argument(
-            "--babi-dir", help="folder holding en/ and en-10k/ (default: download the archive)"
-        )
+        command.add_argument("--babi-dir", help="folder holding en/ and en-10k/")
         add_corpus(command, required=False, help="the language-modelling pipeline instead")
         command.add_argument("--corpus-dir", help="folder holding ptb.*.txt or text8")
-        add_cache_dir(command, default=None)
-        command.add_argument("--data-url", help="download from here instead (e.g. a mirror)")
         command.add_argument("--train-set", choices=TRAIN_SETS)
         command.add_argument("--tasks", type=task_list, help="e.g. 1,2,5 or 1-20 (default all)")
         command.add_argument("--epochs", type=int, help="epochs of both trainers")
         command.add_argument("--pipeline-root", help="where artifacts go")
     local.add_argument("--serving-dir", help="Pusher's destination (TF Serving layout)")
+    add_cache_dir(local, default=None)  # without a data folder, the official data lands here
+    local.add_argument("--data-url", help="download the data from here instead (e.g. a mirror)")
     local.set_defaults(run=pipeline_run)
     compiled.add_argument("--engine", choices=("kubeflow-v2",), required=True)
     compiled.add_argument("--output", required=True, help="pipeline spec JSON file")

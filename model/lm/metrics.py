@@ -10,9 +10,7 @@ import numpy as np
 from tensorflow_model_analysis import constants
 from tensorflow_model_analysis.metrics import metric_types
 
-from model.signatures import NLL_KEY, WORDS_KEY
-
-PERPLEXITY = "perplexity"
+from model.signatures import NLL_KEY, PERPLEXITY, WORDS_KEY
 
 
 class Perplexity(metric_types.Metric):

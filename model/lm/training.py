@@ -88,7 +88,7 @@ def compile_lm(model: keras.Model, config: LMTrainConfig) -> None:
 class AnnealOnPlateau(Schedule):
     """After each epoch, scores the validation stream and, as the paper's code, divides the rate
     by `anneal_factor` when it did not improve on the previous epoch's by 0.01%; stops when the
-    rate falls below the minimum. The model ends with the best epoch's weights."""
+    rate falls below the minimum. `best_weights` are the best epoch's."""
 
     def __init__(self, config: LMTrainConfig, valid_stream: np.ndarray, targets_per_batch: float):
         super().__init__()
@@ -111,10 +111,6 @@ class AnnealOnPlateau(Schedule):
             if self.rate < self.config.min_learning_rate:
                 self.model.stop_training = True
         self.previous = valid
-
-    def on_train_end(self, logs=None) -> None:
-        if self.best_weights is not None:
-            self.model.set_weights(self.best_weights)
 
 
 def train_lm(
@@ -146,7 +142,10 @@ def train_lm(
         per_epoch=len(train_stream) - 1,
         report=report,
         callbacks=callbacks,
+        fit_per_epoch=True,
     )
+    if schedule.best_weights is not None:
+        model.set_weights(schedule.best_weights)
     result.validation = {"perplexity": schedule.best}
     return result
 
