@@ -1,13 +1,24 @@
-"""Small bAbI-format fixtures written by the tests themselves."""
+"""Fixtures the tests write themselves (small bAbI folders, an archive mirror), the one
+pipeline run they share, and the model server serving what it pushed."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pathlib
 import tarfile
+import urllib.error
+import urllib.request
 
+import grpc
 import pytest
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from serving.load_bench import copy_version
+from serving.model_manager import single_model_config
+from serving.servable import RequestLimits
+from serving.server import ModelServer
 
 SHARED_BABI = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "babi"
 
@@ -117,6 +128,54 @@ def shared_babi() -> pathlib.Path:
     if not (SHARED_BABI / "en").is_dir():
         pytest.skip(f"the shared bAbI data is not at {SHARED_BABI}")
     return SHARED_BABI
+
+
+# The model server over loopback, serving the pushed model (tests/test_serving*.py).
+STORY = "Mary moved to the bathroom.\nJohn went to the hallway."
+QUESTION = "Where is Mary?"
+INPUTS = {"story": [STORY], "question": [QUESTION]}
+LIMITS = RequestLimits(max_request_bytes=1 << 16, max_lines=60, max_words=20, max_batch=64)
+
+
+def pushed_version(blessed_run) -> str:
+    """The version folder the pipeline's Pusher wrote."""
+    base = os.path.join(blessed_run.serving_dir, "babi")
+    return os.path.join(base, max(os.listdir(base), key=int))
+
+
+@pytest.fixture(scope="module")
+def server(blessed_run, tmp_path_factory):
+    """Our server on free loopback ports, serving a copy of the pushed model as version 1."""
+    base_path = str(tmp_path_factory.mktemp("serving") / "babi")
+    copy_version(pushed_version(blessed_run), base_path, 1)
+    model = single_model_config("babi", base_path)
+    started = ModelServer(
+        [model], port=0, rest_api_port=0, poll_seconds=0.2, settle_seconds=0.3, limits=LIMITS
+    ).start()
+    started.wait_until_available("babi")
+    yield started
+    started.stop()
+
+
+@pytest.fixture(scope="module")
+def channel(server):
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as opened:
+        yield opened
+
+
+@pytest.fixture(scope="module")
+def stub(channel):
+    return prediction_service_pb2_grpc.PredictionServiceStub(channel)
+
+
+def rest(server, path: str, body: bytes | None = None) -> tuple[int, dict]:
+    """One HTTP request to the REST port: status and JSON body."""
+    request = urllib.request.Request(f"http://127.0.0.1:{server.rest_api_port}{path}", data=body)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as e:
+        return e.code, json.load(e)
 
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

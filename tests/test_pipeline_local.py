@@ -148,7 +148,7 @@ def test_bad_config_values_fail_before_anything_runs(blessed_run, tmp_path):
         ({"babi_dir": str(tmp_path / "nowhere")}, "is not a folder"),
         (
             {"babi_dir": str(write_babi(tmp_path / "half", no_task8_test))},
-            r"qa8_lists-sets_test.txt: missing task file",
+            r"qa8_\*_test.txt: missing task file \(task 8, test\)",
         ),
         ({"lstm_settings": {"units": 0}}, "units must be at least 1"),
         ({"memn2n_settings": {"hopz": 2}}, "unknown setting"),
