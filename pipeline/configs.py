@@ -24,6 +24,7 @@ from model.settings import (
     ExperimentName,
     ModelKind,
     check_choice,
+    check_positive,
     read_settings_file,
 )
 from model.signatures import ACCURACY, PERPLEXITY
@@ -93,9 +94,7 @@ class PipelineConfig:
             raise ValueError(f"give {self.spec.data_dir_field}: where the cluster reads the data")
         if self.eval_every < 2:
             raise ValueError(f"eval_every {self.eval_every} must be at least 2")
-        for name in ("memory_size", "sentence_size", "context_words", "canary_requests"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} {getattr(self, name)} must be at least 1")
+        check_positive(self, ("memory_size", "sentence_size", "context_words", "canary_requests"))
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"epochs {self.epochs} must be at least 1")
         if not 0 <= self.min_accuracy <= 1:

@@ -113,7 +113,7 @@ def loaded_after(statements: str) -> set[str]:
     result = subprocess.run(
         [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True
     )
-    return set(eval(result.stdout.strip().splitlines()[-1]))
+    return set(ast.literal_eval(result.stdout.strip().splitlines()[-1]))
 
 
 def test_a_config_checks_itself_without_tensorflow_keras_or_transform(babi_dir):

@@ -185,8 +185,8 @@ def download_text8(cache_dir: str, url: str = TEXT8_URL) -> str:
 
 def download_corpus(corpus: str, cache_dir: str, url: str = "") -> str:
     """The folder of `corpus` in `cache_dir`, downloaded once (from `url` when given)."""
-    check = {"ptb": (download_ptb, PTB_URL), "text8": (download_text8, TEXT8_URL)}
-    if corpus not in check:
+    downloads = {"ptb": (download_ptb, PTB_URL), "text8": (download_text8, TEXT8_URL)}
+    if corpus not in downloads:
         raise ValueError(f"corpus {corpus!r} is not one of {CORPORA}")
-    download, official = check[corpus]
+    download, official = downloads[corpus]
     return download(cache_dir, url or official)

@@ -52,12 +52,18 @@ class BabiTrainConfig:
     def __post_init__(self) -> None:
         check_positive(
             self,
-            ("embedding_dim", "hops", "memory_size", "epochs", "halve_every", "batch_size"),
+            (
+                "embedding_dim",
+                "hops",
+                "memory_size",
+                "epochs",
+                "halve_every",
+                "batch_size",
+                "steps_per_execution",
+            ),
         )
         if self.learning_rate <= 0 or self.linear_start_learning_rate <= 0:
             raise ValueError("learning rates must be positive")
-        if self.steps_per_execution < 1:
-            raise ValueError("steps_per_execution must be at least 1")
 
 
 @dataclasses.dataclass(frozen=True)

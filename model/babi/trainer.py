@@ -25,7 +25,8 @@ class BabiTrainer(ExperimentTrainer):
 
     def __init__(self, fn_args: FnArgs):
         super().__init__(fn_args)
-        n, j = self.custom_config["memory_size"], self.custom_config["sentence_size"]
+        self.memory_size = n = self.custom_config["memory_size"]
+        self.sentence_size = j = self.custom_config["sentence_size"]
         self.tft_output = tft.TFTransformOutput(fn_args.transform_output)
         self.vocabulary, self.answer_words = read_vocabularies(self.tft_output)
         spec = self.tft_output.transformed_feature_spec()
@@ -42,8 +43,9 @@ class BabiTrainer(ExperimentTrainer):
         return train_model(self.train_data, self.val, vocab_size, settings, seed, report, callbacks)
 
     def export(self, result: TrainResult, settings, export_dir: str) -> None:
-        n, j = self.custom_config["memory_size"], self.custom_config["sentence_size"]
-        export_serving_model(result.model, self.tft_output, n, j, export_dir)
+        export_serving_model(
+            result.model, self.tft_output, self.memory_size, self.sentence_size, export_dir
+        )
 
     def record(self, result: TrainResult) -> dict:
         """The eval split's answers and errors per task, restricted to answer words as the
