@@ -11,6 +11,7 @@ from typing import Any, Literal
 import keras
 
 from model.settings import Reduction
+from model.stacking import SeedwiseSGD
 
 Optimizer = Literal["sgd", "adam"]
 Report = Callable[[dict], None]
@@ -25,17 +26,25 @@ def compile_model(
     reduction: Reduction,
     jit_compile: bool,
     steps_per_execution: int = 1,
+    seeds: int = 0,
 ) -> None:
     """`optimizer` at `learning_rate` with the global gradient norm clipped at `clipnorm`, on the
     cross-entropy of the logits `output` against word ids, summed or averaged over the batch.
 
-    With "sum" (the paper's code) the rate and the clip apply to the gradient of that sum."""
-    optimizers = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}
+    With "sum" (the paper's code) the rate and the clip apply to the gradient of that sum. A
+    model stacking `seeds` seeds trains with SeedwiseSGD: the clip and a rate for each seed."""
     loss = keras.losses.SparseCategoricalCrossentropy(
         from_logits=True, reduction="sum" if reduction == "sum" else "sum_over_batch_size"
     )
+    if seeds:
+        if optimizer != "sgd":
+            raise ValueError(f"a stack of seeds trains with sgd, not {optimizer}")
+        chosen: keras.optimizers.Optimizer = SeedwiseSGD(seeds, clipnorm)
+    else:
+        optimizers = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}
+        chosen = optimizers[optimizer](learning_rate, global_clipnorm=clipnorm)
     model.compile(
-        optimizer=optimizers[optimizer](learning_rate, global_clipnorm=clipnorm),
+        optimizer=chosen,
         loss={output: loss},
         steps_per_execution=steps_per_execution,
         jit_compile=jit_compile,
@@ -47,6 +56,10 @@ class Schedule(keras.callbacks.Callback):
     callbacks); `phase` names the part of the schedule an epoch is in, for the epoch log."""
 
     phase = "train"
+
+    def learning_rate(self) -> float | list[float]:
+        """The rate the epoch trains at, for the epoch log."""
+        return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
 
 class EpochLog(keras.callbacks.Callback):
@@ -60,7 +73,7 @@ class EpochLog(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self.phase = self.schedule.phase
-        self.learning_rate = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+        self.learning_rate = self.schedule.learning_rate()
         self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
@@ -108,9 +121,11 @@ def fit(
     report: Report | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
     fit_per_epoch: bool = False,
+    shuffle: bool = True,
 ) -> TrainResult:
-    """Train for at most `epochs` epochs (the schedule may stop sooner), shuffled; `callbacks`
-    (e.g. TensorBoard, checkpoints) run after the schedule and before the epoch log.
+    """Train for at most `epochs` epochs (the schedule may stop sooner); `callbacks` (e.g.
+    TensorBoard, checkpoints) run after the schedule and before the epoch log. `shuffle`: Keras
+    shuffles arrays, and the order of a PyDataset's batches (with Python's `random`).
 
     `fit_per_epoch` calls Keras's fit once per epoch. Keras reshuffles a PyDataset each time a
     fit starts, so this keeps the data order, and so the results, of the language models' runs
@@ -119,7 +134,7 @@ def fit(
     fit_args = {
         "validation_data": validation_data,
         "batch_size": batch_size,
-        "shuffle": True,
+        "shuffle": shuffle,
         "callbacks": [schedule, *callbacks, log],
         "verbose": 0,
     }

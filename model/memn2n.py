@@ -2,18 +2,24 @@
 
 `keras.ops` only, so the same code runs on the TensorFlow and the JAX backends. Shapes:
 B batch, N memory slots (slot 0 = most recent sentence), J words per sentence, d embedding
-size, K hops, V vocabulary (id 0 is padding and never contributes).
+size, K hops, V vocabulary (id 0 is padding and never contributes), S seeds.
+
+A model built with `seeds` trains S independent models at once: every weight has a leading
+seed axis and every tensor inside is seed-major ([S, B, ...]); the layers below take either
+layout (docs/decisions/stacked-seeds.md).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import keras
 from keras import ops
 
 from model.serialization import ConfiguredModel
 from model.settings import ENCODINGS, WEIGHT_TYINGS, Encoding, WeightTying, check_choice
+from model.stacking import Seeds, StackableLayer, take_per_seed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,171 +50,210 @@ class MemN2NConfig:
             raise ValueError(f"random_noise {self.random_noise} must be in [0, 1)")
 
 
-def position_encoding(lengths, sentence_size: int, dim: int):
-    """l_kj = (1 - j/J) - (k/d)(1 - 2j/J) with J each sentence's own length; 0 past its end.
-
-    lengths: [...] word counts; returns [..., sentence_size, dim].
-    """
-    length = ops.expand_dims(ops.expand_dims(ops.cast(lengths, "float32"), -1), -1)  # [..., 1, 1]
-    length = ops.maximum(length, 1.0)
-    j = ops.reshape(ops.arange(1, sentence_size + 1, dtype="float32"), (sentence_size, 1))
-    k = ops.reshape(ops.arange(1, dim + 1, dtype="float32"), (1, dim))
-    weights = (1.0 - j / length) - (k / dim) * (1.0 - 2.0 * j / length)  # [..., J, d]
-    return ops.where(j <= length, weights, 0.0)
+WordWeights = tuple  # (alpha [..., J, 1], beta [..., J, 1] or None), see `word_weights`
 
 
-def word_weights(word_ids, encoding: str, dim: int, position_scale: float = 1.0):
-    """Each word's weight in its sentence's sum: scaled l_kj for PE, 1 for bag of words, 0 for
-    padding.
+def word_weights(word_ids, encoding: str, position_scale: float = 1.0) -> WordWeights:
+    """Each word's weight in its sentence's sum, 0 for padding: 1 for bag of words; for PE
+    l_kj = (1 - j/J) - (k/d)(1 - 2j/J), J the sentence's own length, in the form alpha_j +
+    k beta_j (alpha_j = 1 - j/J, beta_j = -(1 - 2j/J)/d), times `position_scale`.
 
-    word_ids: [..., J] int; returns [..., J, d] (PE) or [..., J, 1] (bag of words).
+    The weights of dimension k then never exist as a [..., J, d] tensor: SentenceEncoder sums
+    alpha-weighted and beta-weighted embeddings (a third of the step's time went to them, stacked).
+    word_ids: [..., J] int; returns (alpha, beta or None), each [..., J, 1]; d is the encoder's.
     """
     present = ops.cast(ops.not_equal(word_ids, 0), "float32")  # [..., J]
     if encoding == "bow":
-        return ops.expand_dims(present, -1)
-    lengths = ops.sum(present, axis=-1)
-    return position_scale * position_encoding(lengths, word_ids.shape[-1], dim)
+        return ops.expand_dims(present, -1), None
+    length = ops.maximum(ops.sum(present, axis=-1, keepdims=True), 1.0)  # [..., 1]
+    j = ops.arange(1, word_ids.shape[-1] + 1, dtype="float32")  # [J]
+    alpha = position_scale * (1.0 - j / length) * present
+    beta = -position_scale * (1.0 - 2.0 * j / length) * present  # divided by d in the encoder
+    return ops.expand_dims(alpha, -1), ops.expand_dims(beta, -1)
 
 
-class SentenceEncoder(keras.layers.Layer):
+def sentence_table(story):
+    """story [..., B, N, J] -> (table [..., 1 + B N, J], slots [..., B, N]): the sentences as
+    rows after an empty row 0, and each slot's row (0 where the slot is empty)."""
+    *lead, batch, slots, words = ops.shape(story)
+    rows = ops.reshape(story, (*lead, batch * slots, words))
+    table = ops.concatenate([ops.zeros_like(rows[..., :1, :]), rows], axis=-2)
+    index = ops.reshape(ops.arange(1, batch * slots + 1, dtype="int32"), (batch, slots))
+    used = ops.any(ops.not_equal(story, 0), axis=-1)  # [..., B, N]
+    return table, ops.where(used, index, 0)
+
+
+class SentenceEncoder(StackableLayer):
     """One embedding matrix: each sentence becomes the weighted sum of its words' embeddings."""
 
     def __init__(self, vocab_size: int, dim: int, init_stddev: float, **kwargs):
-        super().__init__(**kwargs)
-        self.vocab_size, self.dim, self.init_stddev = vocab_size, dim, init_stddev
+        super().__init__(init_stddev, **kwargs)
+        self.vocab_size, self.dim = vocab_size, dim
 
     def build(self, input_shape) -> None:
-        self.embeddings = self.add_weight(
-            shape=(self.vocab_size, self.dim),
-            initializer=keras.initializers.RandomNormal(stddev=self.init_stddev),
-            name="embeddings",
-        )
+        self.embeddings = self.normal_weight((self.vocab_size, self.dim), "embeddings")
 
-    def call(self, word_ids, weights):
-        """word_ids [..., J] int, weights from `word_weights`; returns [..., d]."""
-        return ops.sum(ops.take(self.embeddings, word_ids, axis=0) * weights, axis=-2)
+    def call(self, word_ids, weights: WordWeights):
+        """word_ids [..., J] int (stacked: [S, ..., J]), weights from `word_weights`; returns
+        [..., d]: sum_j (alpha_j + k beta_j) E[w_j] in dimension k = 1..d."""
+        embedded = take_per_seed(self.embeddings, word_ids, self.seeds is not None)  # [..., J, d]
+        alpha, beta = weights
+        encoded = ops.sum(embedded * alpha, axis=-2)
+        if beta is None:
+            return encoded
+        k = ops.arange(1, self.dim + 1, dtype="float32") / self.dim  # [d]
+        return encoded + k * ops.sum(embedded * beta, axis=-2)
 
     def get_config(self) -> dict:
-        return {
-            **super().get_config(),
-            "vocab_size": self.vocab_size,
-            "dim": self.dim,
-            "init_stddev": self.init_stddev,
-        }
+        return {**super().get_config(), "vocab_size": self.vocab_size, "dim": self.dim}
 
 
-class TemporalEncoding(keras.layers.Layer):
+class TemporalEncoding(StackableLayer):
     """A learned vector per memory slot (T_A or T_C), added to the encoded memories."""
 
     def __init__(self, memory_size: int, dim: int, init_stddev: float, **kwargs):
-        super().__init__(**kwargs)
-        self.memory_size, self.dim, self.init_stddev = memory_size, dim, init_stddev
+        super().__init__(init_stddev, **kwargs)
+        self.memory_size, self.dim = memory_size, dim
 
     def build(self, input_shape) -> None:
-        self.table = self.add_weight(
-            shape=(self.memory_size, self.dim),
-            initializer=keras.initializers.RandomNormal(stddev=self.init_stddev),
-            name="table",
-        )
+        self.table = self.normal_weight((self.memory_size, self.dim), "table")
 
     def call(self, memories):
-        """memories: [B, N, d]; returns [B, N, d]."""
-        return memories + self.table
+        """memories: [B, N, d], or [S, B, N, d] when stacked; returns the same shape."""
+        return memories + ops.expand_dims(self.table, -3)
 
     def get_config(self) -> dict:
-        return {
-            **super().get_config(),
-            "memory_size": self.memory_size,
-            "dim": self.dim,
-            "init_stddev": self.init_stddev,
-        }
+        return {**super().get_config(), "memory_size": self.memory_size, "dim": self.dim}
+
+
+class Linear(StackableLayer):
+    """x W without bias (the layer-wise variant's H and W)."""
+
+    def __init__(self, units_in: int, units_out: int, init_stddev: float, **kwargs):
+        super().__init__(init_stddev, **kwargs)
+        self.units_in, self.units_out = units_in, units_out
+
+    def build(self, input_shape) -> None:
+        self.kernel = self.normal_weight((self.units_in, self.units_out), "kernel")
+
+    def call(self, x):
+        """x: [B, in], or [S, B, in] when stacked; returns [..., out]."""
+        return ops.einsum("...bi,...io->...bo", x, self.kernel)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "units_in": self.units_in, "units_out": self.units_out}
 
 
 class RandomEmptyMemories(keras.layers.Layer):
-    """RN: in training only, inserts empty memories among the story's sentences.
+    """RN: in training only, inserts empty memories among the story's sentences (as slots of
+    the sentence table, see `sentence_table`).
 
     Each slot becomes empty with probability `rate`; the sentences move to older slots (so
     their temporal vectors change) and the oldest fall off. The empties hold no words and get
-    no attention, so the noise is in the time index, as in the paper's code.
+    no attention, so the noise is in the time index, as in the paper's code. Stacked, each
+    seed draws from its own generator.
     """
 
-    def __init__(self, rate: float, seed: int | None = None, **kwargs):
+    def __init__(self, rate: float, seed: int | None = None, seeds: Seeds | None = None, **kwargs):
         super().__init__(**kwargs)
-        self.rate, self.seed = rate, seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.rate, self.seed, self.seeds = rate, seed, tuple(seeds) if seeds else None
+        self.seed_generators = [keras.random.SeedGenerator(s) for s in (self.seeds or (seed,))]
 
-    def call(self, story, training: bool = False):
-        """story: [B, N, J] int; returns the story with empties inserted, [B, N, J]."""
+    def draw(self, shape):
+        """Uniform noise of `shape` ([B, N], or [S, B, N] stacked: one generator per seed)."""
+        if self.seeds is None:
+            return keras.random.uniform(shape, seed=self.seed_generators[0])
+        return ops.stack([keras.random.uniform(shape[1:], seed=g) for g in self.seed_generators])
+
+    def call(self, slots, training: bool = False):
+        """slots: [..., N] int, each slot's row in the sentence table (0: the empty sentence);
+        returns the slots with empties inserted, same shape."""
         if not training or self.rate == 0:
-            return story
-        has_words = ops.any(ops.not_equal(story, 0), axis=-1)  # [B, N]
-        noise = keras.random.uniform(ops.shape(has_words), seed=self.seed_generator) < self.rate
+            return slots
+        has_words = ops.not_equal(slots, 0)  # [..., N]
+        noise = self.draw(ops.shape(slots)) < self.rate
         noise = ops.logical_and(noise, has_words)  # insert only among the story's sentences
-        inserted = ops.cumsum(ops.cast(noise, "int32"), axis=1)  # empties up to each slot [B, N]
-        source = ops.arange(ops.shape(story)[1], dtype="int32") - inserted  # [B, N]
-        moved = ops.take_along_axis(story, ops.expand_dims(ops.maximum(source, 0), -1), axis=1)
-        return moved * ops.cast(ops.expand_dims(ops.logical_not(noise), -1), story.dtype)
+        inserted = ops.cumsum(ops.cast(noise, "int32"), axis=-1)  # empties up to each slot
+        source = ops.arange(ops.shape(slots)[-1], dtype="int32") - inserted  # [..., N]
+        moved = ops.take_along_axis(slots, ops.maximum(source, 0), axis=-1)
+        return ops.where(noise, 0, moved)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "rate": self.rate, "seed": self.seed}
+        seeds = list(self.seeds) if self.seeds else None
+        return {**super().get_config(), "rate": self.rate, "seed": self.seed, "seeds": seeds}
 
 
 class MemoryHop(keras.layers.Layer):
     """One hop: attention of the controller state u over the memories, read out as o.
 
     The softmax can be switched off for linear start (LS): `softmax_on` is a non-trainable
-    variable, so the switch works inside compiled training steps. With `empty_in_denominator`,
-    each empty slot adds exp(0) to the softmax's denominator, as the paper's code does (its empty
-    slots are zero vectors: score 0, nothing read); they still get no attention weight
-    (docs/decisions/empty-slots-in-denominator.md).
+    variable (one per seed when stacked), so the switch works inside compiled training steps.
+    With `empty_in_denominator`, each empty slot adds exp(0) to the softmax's denominator, as the
+    paper's code does (its empty slots are zero vectors: score 0, nothing read); they still get
+    no attention weight (docs/decisions/empty-slots-in-denominator.md).
     """
 
-    def __init__(self, empty_in_denominator: bool = False, **kwargs):
+    def __init__(self, empty_in_denominator: bool = False, seeds: int = 0, **kwargs):
         super().__init__(**kwargs)
-        self.empty_in_denominator = empty_in_denominator
+        self.empty_in_denominator, self.seeds = empty_in_denominator, seeds
         self.softmax_on = self.add_weight(
-            shape=(), initializer="ones", trainable=False, name="softmax_on"
+            shape=(seeds,) if seeds else (), initializer="ones", trainable=False, name="softmax_on"
         )
 
     def call(self, u, memories_in, memories_out, in_use):
-        """u [B, d], memories_in/out [B, N, d], in_use [B, N]; returns o [B, d], p [B, N]."""
-        scores = ops.einsum("bnd,bd->bn", memories_in, u)
+        """u [..., B, d], memories_in/out [..., B, N, d], in_use [..., B, N] (... = S when
+        stacked); returns o [..., B, d], p [..., B, N]."""
+        scores = ops.einsum("...nd,...d->...n", memories_in, u)
         masked = ops.where(in_use > 0, scores, -1e9)
         if self.empty_in_denominator:
-            has_empty = ops.any(in_use == 0, axis=-1, keepdims=True)  # [B, 1]
-            top = ops.max(masked, axis=-1, keepdims=True)  # [B, 1]
+            has_empty = ops.any(in_use == 0, axis=-1, keepdims=True)  # [..., B, 1]
+            top = ops.max(masked, axis=-1, keepdims=True)  # [..., B, 1]
             top = ops.where(has_empty, ops.maximum(top, 0.0), top)  # the largest term is exp(0)
-            weights = ops.exp(masked - top) * in_use  # [B, N]
+            weights = ops.exp(masked - top) * in_use  # [..., B, N]
             empty = ops.sum(1.0 - in_use, axis=-1, keepdims=True) * ops.exp(-ops.maximum(top, 0.0))
             softmax = weights / (ops.sum(weights, axis=-1, keepdims=True) + empty)
         else:
             softmax = ops.softmax(masked, axis=-1) * in_use
-        p = self.softmax_on * softmax + (1.0 - self.softmax_on) * scores * in_use
-        return ops.einsum("bn,bnd->bd", p, memories_out), p
+        on = ops.reshape(self.softmax_on, (-1, 1, 1)) if self.seeds else self.softmax_on
+        p = on * softmax + (1.0 - on) * scores * in_use
+        return ops.einsum("...n,...nd->...d", p, memories_out), p
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "empty_in_denominator": self.empty_in_denominator}
+        return {
+            **super().get_config(),
+            "empty_in_denominator": self.empty_in_denominator,
+            "seeds": self.seeds,
+        }
 
 
 @keras.saving.register_keras_serializable(package="memn2n")
 class MemN2N(ConfiguredModel):
-    """{"story": [B, N, J], "query": [B, J]} -> {"answer_logits": [B, V], "attention": [B, K, N]}"""
+    """{"story": [B, N, J], "query": [B, J]} -> {"answer_logits": [B, V], "attention": [B, K, N]}
+
+    With `seeds` (S of them), S models in one: inputs [B, S, ...] give each seed its own
+    examples, and inputs without the seed axis go to every seed; outputs are [B, S, ...].
+    """
 
     config_class = MemN2NConfig
 
-    def __init__(self, config: MemN2NConfig, seed: int | None = None, **kwargs):
+    def __init__(
+        self,
+        config: MemN2NConfig,
+        seed: int | None = None,
+        seeds: Sequence[int] | None = None,
+        **kwargs,
+    ):
         super().__init__(config, seed, **kwargs)
-        d, k, stddev = config.embedding_dim, config.hops, config.init_stddev
+        self.seeds: Seeds | None = tuple(seeds) if seeds else None
+        d, k, stddev, stack = config.embedding_dim, config.hops, config.init_stddev, self.seeds
 
         def encoder(name: str) -> SentenceEncoder:
-            return SentenceEncoder(config.vocab_size, d, stddev, name=name)
+            return SentenceEncoder(config.vocab_size, d, stddev, seeds=stack, name=name)
 
         def temporal(name: str) -> TemporalEncoding | None:
-            return (
-                TemporalEncoding(config.memory_size, d, stddev, name=name)
-                if config.temporal
-                else None
-            )
+            if not config.temporal:
+                return None
+            return TemporalEncoding(config.memory_size, d, stddev, seeds=stack, name=name)
 
         if config.weight_tying == "adjacent":
             # E_0..E_K: A_k = E_(k-1), C_k = E_k, B = A_1, answer W = C_K transposed.
@@ -222,28 +267,47 @@ class MemN2N(ConfiguredModel):
             self.a, self.c = [encoder("embedding_a")] * k, [encoder("embedding_c")] * k
             self.t_a, self.t_c = [temporal("temporal_a")] * k, [temporal("temporal_c")] * k
             self.b = encoder("embedding_b")
-            normal = keras.initializers.RandomNormal(stddev=stddev)
-            self.h = keras.layers.Dense(d, use_bias=False, kernel_initializer=normal, name="H")
-            self.w = keras.layers.Dense(
-                config.vocab_size, use_bias=False, kernel_initializer=normal, name="W"
-            )
-        self.random_noise = RandomEmptyMemories(config.random_noise, seed=seed, name="random_noise")
-        self.hops = [MemoryHop(config.empty_in_denominator, name=f"hop_{i + 1}") for i in range(k)]
+            self.h = Linear(d, d, stddev, seeds=stack, name="H")
+            self.w = Linear(d, config.vocab_size, stddev, seeds=stack, name="W")
+        self.random_noise = RandomEmptyMemories(
+            config.random_noise, seed=seed, seeds=stack, name="random_noise"
+        )
+        self.hops = [
+            MemoryHop(config.empty_in_denominator, len(stack or ()), name=f"hop_{i + 1}")
+            for i in range(k)
+        ]
+
+    def seed_major(self, x, rank: int):
+        """Stacked: [B, S, ...] -> [S, B, ...], or a shared [B, ...] repeated for every seed."""
+        if len(x.shape) == rank:
+            return ops.broadcast_to(ops.expand_dims(x, 0), (len(self.seeds or ()), *ops.shape(x)))
+        return ops.moveaxis(x, 1, 0)
 
     def call(self, inputs, training: bool = False):
-        story = self.random_noise(inputs["story"], training=training)
-        in_use = ops.cast(ops.any(ops.not_equal(story, 0), axis=-1), "float32")  # [B, N]
+        """{"story", "query"}, or a training batch that brings its sentence table:
+        {"sentences": [(S,) U, J], "slots": [B, (S,) N], "query"} (model.babi.batches)."""
+        stacked, query = self.seeds is not None, inputs["query"]
+        if "slots" in inputs:
+            table, slots = inputs["sentences"], inputs["slots"]
+            slots = ops.moveaxis(slots, 1, 0) if stacked else slots
+        else:
+            story = self.seed_major(inputs["story"], 3) if stacked else inputs["story"]
+            table, slots = sentence_table(story)
+        query = self.seed_major(query, 2) if stacked else query
+        slots = self.random_noise(slots, training=training)  # [B, N]
+        in_use = ops.cast(ops.not_equal(slots, 0), "float32")  # [B, N]
         config = self.config
-        encoding, d, scale = config.encoding, config.embedding_dim, config.position_scale
-        story_weights = word_weights(story, encoding, d, scale)  # [B, N, J, d or 1], shared by all
-        query_weights = word_weights(inputs["query"], encoding, d, scale)  # [B, J, d or 1]
-        u = self.b(inputs["query"], query_weights)  # [B, d]
+        encoding, scale = config.encoding, config.position_scale
+        table_weights = word_weights(table, encoding, scale)  # [U, J, 1] twice, shared by all
+        query_weights = word_weights(query, encoding, scale)  # [B, J, 1] twice
+        u = self.b(query, query_weights)  # [B, d]
         memories: dict[str, object] = {}
 
         def memory(encoder: SentenceEncoder, temporal: TemporalEncoding | None):
-            """[B, N, d]; each embedding of the story is computed once, however often it is used."""
+            """[B, N, d]; each distinct sentence is embedded once per embedding, however often
+            a story or a hop uses it."""
             if encoder.name not in memories:
-                encoded = encoder(story, story_weights)
+                encoded = take_per_seed(encoder(table, table_weights), slots, stacked)
                 memories[encoder.name] = temporal(encoded) if temporal is not None else encoded
             return memories[encoder.name]
 
@@ -255,10 +319,25 @@ class MemN2N(ConfiguredModel):
             attention.append(p)
             u = (self.h(u) if self.h is not None else u) + o
         if self.w is None:
-            logits = ops.matmul(u, ops.transpose(self.c[-1].embeddings))  # [B, V]
+            logits = ops.einsum("...bd,...vd->...bv", u, self.c[-1].embeddings)  # [B, V]
         else:
             logits = self.w(u)
-        return {"answer_logits": logits, "attention": ops.stack(attention, axis=1)}
+        attention = ops.stack(attention, axis=-2)  # [B, K, N]
+        if self.seeds:  # back to [B, S, ...]
+            logits, attention = ops.moveaxis(logits, 0, 1), ops.moveaxis(attention, 0, 1)
+        return {"answer_logits": logits, "attention": attention}
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "seeds": list(self.seeds) if self.seeds else None}
+
+    @classmethod
+    def from_config(cls, config: dict) -> MemN2N:
+        return cls(
+            MemN2NConfig(**config["config"]),
+            seed=config.get("seed"),
+            seeds=config.get("seeds"),
+            name=config["name"],
+        )
 
     def build_from_config(self, build_config: dict) -> None:
         """Create every variable (by one call on padding) so that saved weights can load."""
@@ -266,8 +345,21 @@ class MemN2N(ConfiguredModel):
         self({"story": ops.zeros((1, n, j), "int32"), "query": ops.zeros((1, j), "int32")})
 
 
-def set_linear_start(model: keras.Model, linear: bool) -> None:
-    """LS: remove (linear=True) or put back every memory layer's softmax."""
+def unstack(stacked: MemN2N, index: int) -> MemN2N:
+    """Seed `index` of a stacked model as a model of its own (for export and scoring)."""
+    if not stacked.seeds:
+        raise ValueError("unstack takes a model built with seeds")
+    single = MemN2N(stacked.config, seed=stacked.seeds[index])
+    single.build_from_config({})
+    for target, source in zip(single.weights, stacked.weights, strict=True):
+        target.assign(ops.convert_to_numpy(source)[index])
+    return single
+
+
+def set_linear_start(model: keras.Model, linear: bool | Sequence[bool]) -> None:
+    """LS: remove (linear=True) or put back every memory layer's softmax; a model built with
+    seeds takes one flag per seed."""
     for layer in model.layers:
         if isinstance(layer, MemoryHop):
-            layer.softmax_on.assign(0.0 if linear else 1.0)
+            flags = [linear] * layer.seeds if isinstance(linear, bool) and layer.seeds else linear
+            layer.softmax_on.assign(ops.cast(ops.logical_not(ops.array(flags)), "float32"))

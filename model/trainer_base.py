@@ -3,7 +3,8 @@ distribution strategy, export the serving model, and write `training.json` in th
 
 An experiment's trainer module subclasses `ExperimentTrainer` (what it reads, trains and
 exports) and its `run_fn` calls `run`; `custom_config` always holds `model` ("memn2n" or
-"lstm"), `settings` (overrides of the experiment's settings dataclass) and `seed`.
+"lstm"), `settings` (overrides of the experiment's settings dataclass), `seed` and `seeds`
+(models trained from seed, seed + 1, ...; the one best on validation is exported).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import abc
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -42,8 +44,14 @@ class ExperimentTrainer(abc.ABC):
         """The typed settings of `custom_config`, overrides applied."""
 
     @abc.abstractmethod
-    def train(self, settings: Any, seed: int, report: Report, callbacks: list) -> TrainResult:
-        """Train on the train split, validating on the eval split."""
+    def train(
+        self, settings: Any, seeds: Sequence[int], report: Report, callbacks: list
+    ) -> list[TrainResult]:
+        """Train a model per seed on the train split, validating on the eval split."""
+
+    @abc.abstractmethod
+    def validation_rank(self, result: TrainResult) -> tuple[float, ...]:
+        """What selects the exported seed, lowest first (never a test figure)."""
 
     @abc.abstractmethod
     def export(self, result: TrainResult, settings: Any, export_dir: str) -> None:
@@ -66,11 +74,19 @@ def run(trainer: ExperimentTrainer) -> None:
     def report(record: dict) -> None:
         print(f"{label} {json.dumps(record)}", flush=True)
 
+    first = config.get("seed", 1)
+    seeds = range(first, first + config.get("seeds", 1))
     with distribution_strategy().scope():
-        result = trainer.train(settings, config.get("seed", 1), report, [tensorboard])
+        results = trainer.train(settings, seeds, report, [tensorboard])
+    ranked = sorted(
+        zip(seeds, results, strict=True), key=lambda pair: trainer.validation_rank(pair[1])
+    )
+    seed, result = ranked[0]
     trainer.export(result, settings, fn_args.serving_model_dir)
     record = {
         "settings": dataclasses.asdict(settings),
+        "selected_seed": seed,
+        "seed_validation": {str(s): r.validation for s, r in zip(seeds, results, strict=True)},
         "history": result.history,
         "train_seconds": round(result.train_seconds, 1),
         f"train_{result.unit}_per_sec": round(result.per_second, 1),

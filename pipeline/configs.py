@@ -66,6 +66,8 @@ class PipelineConfig:
     memn2n_settings: dict = dataclasses.field(default_factory=dict)
     lstm_settings: dict = dataclasses.field(default_factory=lambda: {"epochs": 5})
     seed: int = 1
+    seeds: int = 1  # models trained from seed, seed + 1, ... (MemN2N: in one stack); the
+    # lowest validation error is exported
     mixed_precision: bool = False
     min_accuracy: float = 0.7  # bAbI: bless only above this test accuracy ...
     baseline_margin: float = 0.05  # ... and this much above the LSTM baseline's
@@ -94,7 +96,9 @@ class PipelineConfig:
             raise ValueError(f"give {self.spec.data_dir_field}: where the cluster reads the data")
         if self.eval_every < 2:
             raise ValueError(f"eval_every {self.eval_every} must be at least 2")
-        check_positive(self, ("memory_size", "sentence_size", "context_words", "canary_requests"))
+        check_positive(
+            self, ("memory_size", "sentence_size", "context_words", "canary_requests", "seeds")
+        )
         if self.epochs is not None and self.epochs < 1:
             raise ValueError(f"epochs {self.epochs} must be at least 1")
         if not 0 <= self.min_accuracy <= 1:
@@ -143,7 +147,7 @@ class PipelineConfig:
         settings = dict(self.memn2n_settings if model == "memn2n" else self.lstm_settings)
         if self.epochs is not None:
             settings["epochs"] = self.epochs
-        common = {"model": model, "settings": settings, "seed": self.seed}
+        common = {"model": model, "settings": settings, "seed": self.seed, "seeds": self.seeds}
         return {**common, **{name: getattr(self, name) for name in self.spec.trainer_fields}}
 
 

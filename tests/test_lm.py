@@ -181,7 +181,8 @@ def test_both_language_models_learn_a_repeating_text():
             lstm_embedding_dim=16,
             sequence_length=10,
             batch_size=16,
-            learning_rate=0.1 if model == "memn2n" else 0.5,
+            # LSTM: 0.5 diverged in epoch 1 for seed 1 on a 2-core EPYC without AVX-512
+            learning_rate=0.1 if model == "memn2n" else 0.2,
             epochs=20,
             jit_compile=False,
         )

@@ -20,6 +20,7 @@ from model.memn2n import (
     RandomEmptyMemories,
     SentenceEncoder,
     set_linear_start,
+    unstack,
     word_weights,
 )
 
@@ -41,7 +42,7 @@ def encode_sentence(words: list[int], encoding: str) -> tuple[np.ndarray, np.nda
     """The encoder's output for one sentence padded to 6 words, and its embedding matrix."""
     encoder = SentenceEncoder(vocab_size=10, dim=4, init_stddev=0.1)
     padded = np.array([words + [0] * (6 - len(words))], "int32")
-    encoded = encoder(padded, word_weights(padded, encoding, dim=4))
+    encoded = encoder(padded, word_weights(padded, encoding))
     return keras.ops.convert_to_numpy(encoded)[0], keras.ops.convert_to_numpy(encoder.embeddings)
 
 
@@ -126,18 +127,25 @@ def test_empty_slots_can_count_in_the_softmax_denominator_without_getting_attent
     np.testing.assert_allclose(keras.ops.convert_to_numpy(p)[0], expected, rtol=1e-6)
 
 
+def story_slots(stories: int, sentences: int) -> np.ndarray:
+    """[B, 6] sentence-table rows: `sentences` sentences (rows 1.. of the table), then empty."""
+    slots = np.zeros((stories, 6), "int32")
+    slots[:, :sentences] = np.arange(1, stories * sentences + 1).reshape(stories, sentences)
+    return slots
+
+
 def test_random_noise_acts_only_in_training():
     layer = RandomEmptyMemories(rate=0.5, seed=1)
-    story = batch(stories=64, sentences=4)["story"]
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(story, training=False)), story)
+    slots = story_slots(stories=64, sentences=4)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(layer(slots, training=False)), slots)
 
-    noisy = keras.ops.convert_to_numpy(layer(story, training=True))
-    assert not np.array_equal(noisy, story)
+    noisy = keras.ops.convert_to_numpy(layer(slots, training=True))
+    assert not np.array_equal(noisy, slots)
     moved = 0
-    for original, shifted in zip(story, noisy, strict=True):
-        kept = [s for s in shifted if s.any()]
+    for original, shifted in zip(slots, noisy, strict=True):
+        kept = [s for s in shifted if s]
         # Sentences keep their order; the oldest may fall off the end of the memory.
-        assert [tuple(s) for s in kept] == [tuple(s) for s in original[: len(kept)]]
+        assert kept == list(original[: len(kept)])
         moved += not np.array_equal(original, shifted)
     assert moved > 32  # with rate 0.5 most of the 64 stories get an empty slot
 
@@ -152,6 +160,45 @@ def test_save_and_reload_give_identical_outputs(tmp_path):
         np.testing.assert_array_equal(
             keras.ops.convert_to_numpy(after[name]), keras.ops.convert_to_numpy(before[name])
         )
+
+
+@pytest.mark.parametrize("tying", ["adjacent", "layerwise"])
+def test_a_stack_is_its_seeds_side_by_side(tying, tmp_path):
+    """Seed s of a stack computes what seed s alone computes, on shared or per-seed inputs, and
+    starts from the weights it would have in a stack of its own."""
+    config = dataclasses.replace(CONFIG, weight_tying=tying)
+    stack = MemN2N(config, seeds=(1, 2, 3))
+    inputs = batch(stories=4, sentences=3)
+    shared = {k: keras.ops.convert_to_numpy(v) for k, v in stack(inputs).items()}
+    assert shared["answer_logits"].shape == (4, 3, 30) and shared["attention"].shape == (4, 3, 3, 6)
+    per_seed = {k: np.stack([v[::-1], v, v], axis=1) for k, v in inputs.items()}  # [B, S, ...]
+    routed = keras.ops.convert_to_numpy(stack(per_seed)["answer_logits"])
+    np.testing.assert_allclose(routed[:, 0], shared["answer_logits"][::-1, 0], atol=1e-6)
+    for s in range(3):
+        alone = {k: keras.ops.convert_to_numpy(v) for k, v in unstack(stack, s)(inputs).items()}
+        for name, value in alone.items():
+            np.testing.assert_allclose(value, shared[name][:, s], atol=1e-6, err_msg=name)
+    own = MemN2N(config, seeds=(2,))
+    own.build_from_config({})
+    for mine, theirs in zip(own.weights, stack.weights, strict=True):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(mine)[0], keras.ops.convert_to_numpy(theirs)[1]
+        )
+    stack.save(tmp_path / "stack.keras")
+    reloaded = keras.saving.load_model(tmp_path / "stack.keras")(inputs)
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(reloaded["answer_logits"]), shared["answer_logits"]
+    )
+
+
+def test_each_seed_of_a_stack_draws_its_own_random_noise():
+    slots = story_slots(stories=64, sentences=4)
+    stacked = np.broadcast_to(slots[None], (2, *slots.shape))  # [S, B, N]
+    noisy = RandomEmptyMemories(rate=0.5, seeds=(1, 2))(stacked, training=True)
+    noisy = keras.ops.convert_to_numpy(noisy)
+    assert not np.array_equal(noisy[0], noisy[1])
+    alone = RandomEmptyMemories(rate=0.5, seeds=(2,))(stacked[1:], training=True)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(alone)[0], noisy[1])
 
 
 def task1_fixture(count: int, seed: int) -> tuple[dict[str, np.ndarray], np.ndarray]:

@@ -93,7 +93,8 @@ def test_every_component_runs_and_the_blessed_model_answers_raw_text(blessed_run
     assert {a.decode() for a in served["answer"]} <= answers
     assert all(0 < p <= 1 for p in served["probability"])
     attention = served["attention"]  # [B, hops, memory]: only the story's sentences get any
-    assert len(attention) == 2 and len(attention[0]) == 3 and len(attention[0][0]) == 50
+    # Memory: the fixture's longest training story (4 sentences), not Transform's 50 slots
+    assert len(attention) == 2 and len(attention[0]) == 3 and len(attention[0][0]) == 4
     assert 0 < sum(attention[0][0][:2]) <= 1 + 1e-5 and max(attention[0][0][2:]) == 0
     assert 0 < attention[1][0][0] <= 1 + 1e-5 and max(attention[1][0][1:]) == 0
 

@@ -11,53 +11,61 @@ import pytest
 from model.babi.lstm import LSTMBaseline, story_then_question
 from model.babi.settings import LSTMConfig
 from model.babi.settings import defaults as paper_defaults
-from model.babi.training import PaperSchedule, compile_memn2n, memn2n_config
+from model.babi.training import PaperPhase, PaperSchedule, compile_memn2n, memn2n_config
 from model.memn2n import MemN2N, MemoryHop
 from model.settings import override, parse_assignments, read_settings_file
-
-
-def softmax_on(model: keras.Model) -> list[float]:
-    return [
-        float(layer.softmax_on.numpy()) for layer in model.layers if isinstance(layer, MemoryHop)
-    ]
 
 
 def test_linear_start_ends_when_validation_loss_stops_falling_then_lr_halves():
     changes = {"epochs": 4, "halve_every": 2, "linear_start_max_epochs": 10}
     config = override(paper_defaults("single"), {**changes, "linear_start_patience": 2}, "t")
-    model = MemN2N(memn2n_config(config, vocab_size=20, sentence_size=4))
-    compile_memn2n(model, config)
-    schedule = PaperSchedule(config)
-    schedule.set_model(model)
-    schedule.on_train_begin()
-    assert softmax_on(model) == [0.0, 0.0, 0.0]
-
+    phase = PaperPhase(config)
     rates, phases = [], []
-    for epoch, val_loss in enumerate([3.0, 2.0, 2.5, 1.9, 2.0, 2.1, 9.0, 9.0, 9.0, 9.0]):
-        schedule.on_epoch_begin(epoch)
-        rates.append(round(float(model.optimizer.learning_rate.numpy()), 6))
-        phases.append(schedule.phase)
-        schedule.on_epoch_end(epoch, {"val_loss": val_loss})
+    for val_loss in [3.0, 2.0, 2.5, 1.9, 2.0, 2.1, 9.0, 9.0, 9.0, 9.0]:
+        rates.append(phase.rate())
+        phases.append(phase.phase)
+        phase.end_epoch(val_loss)
     # One bump (2.5) is not the end; two epochs without a new best (2.0, 2.1) end LS. Then 4
     # epochs from the LS rate, halved every 2; a rising loss after the switch changes nothing.
     assert phases == ["linear"] * 6 + ["softmax"] * 4
     assert rates == [0.005] * 6 + [0.005, 0.005, 0.0025, 0.0025]
-    assert softmax_on(model) == [1.0, 1.0, 1.0]
-    assert model.stop_training
+    assert phase.finished and phase.rate() == 0.0
 
 
 def test_linear_start_stops_at_its_epoch_cap():
-    changes = {"epochs": 1, "linear_start_max_epochs": 2}
-    config = override(paper_defaults("single"), changes, "t")
-    model = MemN2N(memn2n_config(config, vocab_size=20, sentence_size=4))
-    compile_memn2n(model, config)
-    schedule = PaperSchedule(config)
+    config = override(paper_defaults("single"), {"epochs": 1, "linear_start_max_epochs": 2}, "t")
+    phase = PaperPhase(config)
+    for val_loss in [3.0, 2.0]:  # still falling
+        phase.end_epoch(val_loss)
+    assert phase.phase == "softmax" and not phase.finished
+
+
+def test_without_linear_start_the_schedule_anneals_from_the_paper_rate():
+    config = override(paper_defaults("joint"), {"linear_start": False, "epochs": 2}, "t")
+    phase = PaperPhase(config)
+    assert phase.phase == "softmax" and phase.rate() == 0.01
+
+
+def test_each_seed_of_a_stack_switches_its_own_softmax_and_rate():
+    """Two seeds, the first with a validation loss that stops falling: only it leaves LS."""
+    config = override(paper_defaults("single"), {"linear_start_patience": 1, "epochs": 1}, "t")
+    model = MemN2N(memn2n_config(config, vocab_size=20, sentence_size=4), seeds=(1, 2))
+    compile_memn2n(model, config, seeds=2)
+    schedule = PaperSchedule(config, 2, validation=None)
     schedule.set_model(model)
     schedule.on_train_begin()
-    for epoch, val_loss in enumerate([3.0, 2.0]):  # still falling
-        schedule.on_epoch_begin(epoch)
-        schedule.on_epoch_end(epoch, {"val_loss": val_loss})
-    assert schedule.phase == "softmax" and softmax_on(model) == [1.0, 1.0, 1.0]
+    schedule.phases[0].end_epoch(1.0)
+    schedule.phases[0].end_epoch(2.0)  # no new best: seed 1 leaves LS
+    schedule.on_epoch_begin(2)
+    assert softmax_on(model) == [[1.0, 0.0]] * 3
+    assert model.optimizer.seed_rates.numpy().tolist() == pytest.approx([0.005, 0.005])
+    assert schedule.phase == "mixed"
+
+
+def softmax_on(model: keras.Model) -> list[list[float]]:
+    return [
+        layer.softmax_on.numpy().tolist() for layer in model.layers if isinstance(layer, MemoryHop)
+    ]
 
 
 def test_joint_and_single_defaults_are_the_papers():

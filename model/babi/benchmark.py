@@ -18,11 +18,18 @@ import numpy as np
 from ingest.babi.export import export_babi
 from ingest.babi.format import missing_tasks
 from ingest.files import SPLITS
-from model.babi.inputs import BabiArrays, Tokens, build_vocabulary, encode, read_split
+from model.babi.inputs import (
+    BabiArrays,
+    Tokens,
+    build_vocabulary,
+    encode,
+    longest_story,
+    read_split,
+)
 from model.babi.inputs import sentence_size as longest_sentence
 from model.babi.lstm import story_then_question
 from model.babi.settings import BabiTrainConfig, LSTMConfig, Mode
-from model.babi.training import error_per_task, train_model
+from model.babi.training import predict_answers, task_errors, train_model
 from model.benchmark import benchmark_record
 from model.engine import TrainResult
 from model.settings import MODELS, ModelKind, check_choice
@@ -45,8 +52,12 @@ class EncodedSplits:
     vocabulary: list[str]
 
 
-def encode_unit(text: dict, tasks: Sequence[int], memory_size: int) -> EncodedSplits:
-    """Encode the questions of `tasks`, with a vocabulary built from their training split only."""
+def encode_unit(
+    text: dict, tasks: Sequence[int], config: BabiTrainConfig | LSTMConfig
+) -> EncodedSplits:
+    """Encode the questions of `tasks`, with a vocabulary built from their training split only,
+    in a memory of `memory_size` sentences (MemN2N's: fitted to the training split's longest
+    story when `fit_memory_to_data`)."""
     tokens = Tokens()
     chosen = {
         split: dataclasses.replace(
@@ -58,6 +69,9 @@ def encode_unit(text: dict, tasks: Sequence[int], memory_size: int) -> EncodedSp
         )
         for split, data in text.items()
     }
+    memory_size = config.memory_size
+    if isinstance(config, BabiTrainConfig) and config.fit_memory_to_data:
+        memory_size = min(memory_size, longest_story(chosen["train"]))
     vocabulary = build_vocabulary(chosen["train"], memory_size, tokens)
     size = longest_sentence(chosen["train"], memory_size, tokens)
     arrays = {s: encode(d, vocabulary, memory_size, size, tokens) for s, d in chosen.items()}
@@ -96,8 +110,6 @@ def run_babi_benchmark(
         report(f"{train_set}: no data for task(s) {absent}; they are reported as missing")
     if not present:
         raise ValueError(f"{babi_dir}/{train_set}: none of the tasks {list(tasks)} has data")
-    memory_size = config.memory_size
-
     with tempfile.TemporaryDirectory(prefix="memn2n-bench-") as scratch:
         examples = os.path.join(scratch, "examples")
         report(f"Beam: {train_set} tasks {present} -> TFRecords")
@@ -105,33 +117,40 @@ def run_babi_benchmark(
         text = {split: read_split(examples, split) for split in SPLITS}
 
     units = [("joint", present)] if mode == "joint" else [(str(t), [t]) for t in present]
-    per_seed, selected, per_task_error = [], {}, {}
+    per_seed, selected, per_task_error, memory = [], {}, {}, {}
     train_seconds = examples_trained = 0.0
     for unit, unit_tasks in units:
-        data = encode_unit(text, unit_tasks, memory_size)
-        runs = []
-        for seed in range(1, seeds + 1):
-            label = f"[{model} {unit} seed {seed}/{seeds}]"
+        data = encode_unit(text, unit_tasks, config)
+        memory[unit] = data.train.story.shape[1]
+        label = f"[{model} {unit}, {seeds} seed{'s' if seeds > 1 else ''}]"
 
-            def epoch_report(record: dict, label: str = label) -> None:
-                report(
-                    f"{label} epoch {record['epoch']} {record['phase']} "
-                    f"lr {record['learning_rate']:.5f} loss {record['loss']:.4f} "
-                    f"val_loss {record['val_loss']:.4f} ({record['seconds']:.1f} s)"
-                )
-
-            result = train_model(
-                data.train, data.eval, len(data.vocabulary), sized(config, data), seed, epoch_report
-            )
-            run = _run_record(unit, seed, result, error_per_task(result.model, data.test))
+        def epoch_report(record: dict, label: str = label) -> None:
             report(
-                f"{label} val error {run['val_error']:.1f}% val loss {run['val_loss']:.4f} "
-                f"({result.train_seconds:.0f} s, {result.per_second:.0f} examples/s)"
+                f"{label} epoch {record['epoch']} {record['phase']} loss {record['loss']:.4f} "
+                f"val_loss {record['val_loss']:.4f} ({record['seconds']:.1f} s, "
+                f"{record['examples_per_sec']:.0f} examples/s)"
+            )
+
+        results = train_model(
+            data.train,
+            data.eval,
+            len(data.vocabulary),
+            sized(config, data),
+            range(1, seeds + 1),
+            epoch_report,
+        )
+        test_logits = [predict_answers(result.model, data.test) for result in results]
+        runs = []
+        for seed, result, logits in zip(range(1, seeds + 1), results, test_logits, strict=True):
+            run = _run_record(unit, seed, result, task_errors(logits.argmax(-1), data.test))
+            report(
+                f"{label} seed {seed}: val error {run['val_error']:.1f}% "
+                f"val loss {run['val_loss']:.4f}, {run['epochs']} epochs"
             )
             runs.append(run)
-            per_seed.append(run)
             train_seconds += result.train_seconds
             examples_trained += result.trained
+        per_seed.extend(runs)
         best = select_seed(runs)
         selected[unit] = best["seed"]
         per_task_error.update(best["test_error"])
@@ -155,14 +174,16 @@ def run_babi_benchmark(
         selection={"rule": SELECTION_RULE, "selected_seed": selected},
         seed_spread=_seed_spread(per_seed, mode),
         per_seed=per_seed,
+        memory_size=memory,
         data={split: counts[split] for split in SPLITS},
     )
 
 
 def sized(config: BabiTrainConfig | LSTMConfig, data: EncodedSplits):
-    """MemN2N's settings as they are; the LSTM's sized by the unit's vocabulary and sequences."""
+    """MemN2N's settings with the unit's memory size; the LSTM's sized by the unit's vocabulary
+    and sequences."""
     if isinstance(config, BabiTrainConfig):
-        return config
+        return dataclasses.replace(config, memory_size=data.train.story.shape[1])
     return dataclasses.replace(
         config, vocab_size=len(data.vocabulary), max_tokens=longest_sequence(data.train)
     )

@@ -18,6 +18,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 
 from model.babi.preprocessing import ANSWERS_VOCABULARY, TOKENS_VOCABULARY
+from model.memn2n import MemN2N
 from model.signatures import (
     EXAMPLES_SIGNATURE,
     PREDICTIONS_KEY,
@@ -72,8 +73,11 @@ class BabiServingModule(tf.Module):
     def predict(self, transformed: dict) -> dict:
         """Transformed features -> answer, probability, probabilities [B, V] (and attention)."""
         n, j = self.memory_size, self.sentence_size
+        story = tf.reshape(transformed["story_ids"], [-1, n, j])
+        if isinstance(self.model, MemN2N):  # its memory may be smaller than Transform's N
+            story = story[:, : self.model.config.memory_size]
         inputs = {
-            "story": tf.cast(tf.reshape(transformed["story_ids"], [-1, n, j]), tf.int32),
+            "story": tf.cast(story, tf.int32),
             "query": tf.cast(transformed["query_ids"], tf.int32),
         }
         outputs = self.model(inputs, training=False)

@@ -53,6 +53,10 @@ class BabiArrays:
     def inputs(self) -> dict[str, np.ndarray]:
         return {"story": self.story, "query": self.query}
 
+    def recent(self, memory_size: int) -> BabiArrays:
+        """The same questions with only the `memory_size` most recent sentences of each story."""
+        return dataclasses.replace(self, story=self.story[:, :memory_size])
+
     def select(self, rows: np.ndarray) -> BabiArrays:
         """The questions picked by a boolean mask or index array."""
         return BabiArrays(self.story[rows], self.query[rows], self.answer[rows], self.task[rows])
@@ -94,6 +98,11 @@ class Tokens:
 
     def __getitem__(self, text: str) -> list[str]:
         return self._cache[text]
+
+
+def longest_story(text: BabiText) -> int:
+    """The most sentences any question of `text` has before it."""
+    return max(len(story) for story in text.story)
 
 
 def recent_sentences(story: Sequence[str], memory_size: int) -> list[str]:

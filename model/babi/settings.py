@@ -27,7 +27,10 @@ class BabiTrainConfig:
 
     embedding_dim: int = 20  # d: 20 single-task, 50 joint
     hops: int = 3
-    memory_size: int = DEFAULT_MEMORY_SIZE  # the most recent 50 sentences
+    memory_size: int = DEFAULT_MEMORY_SIZE  # at most the most recent 50 sentences
+    # ... and no more than the longest training story has, as the paper's code sizes it
+    # (min(50, longest story)): docs/decisions/memory-most-recent-50.md
+    fit_memory_to_data: bool = True
     encoding: Encoding = "position"  # PE
     position_scale: float = 2.0  # docs/decisions/position-encoding-scale.md
     empty_in_denominator: bool = True  # docs/decisions/empty-slots-in-denominator.md

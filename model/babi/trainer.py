@@ -8,6 +8,9 @@ defaults), `settings` (overrides of BabiTrainConfig / LSTMConfig fields), `memor
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+
 import numpy as np
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
@@ -36,11 +39,24 @@ class BabiTrainer(ExperimentTrainer):
     def settings(self) -> BabiTrainConfig | LSTMConfig:
         story, query = self.train_data.story, self.train_data.query
         max_tokens = int((story != 0).sum(axis=(1, 2)).max() + (query != 0).sum(1).max())
-        return trainer_settings(self.custom_config, len(self.vocabulary), max_tokens)
+        settings = trainer_settings(self.custom_config, len(self.vocabulary), max_tokens)
+        if isinstance(settings, BabiTrainConfig) and settings.fit_memory_to_data:
+            longest = int(story.any(axis=2).sum(axis=1).max())  # slots holding a sentence
+            settings = dataclasses.replace(settings, memory_size=min(settings.memory_size, longest))
+        return settings
 
-    def train(self, settings, seed: int, report: Report, callbacks: list) -> TrainResult:
+    def train(self, settings, seeds: Sequence[int], report: Report, callbacks: list) -> list:
         vocab_size = len(self.vocabulary)
-        return train_model(self.train_data, self.val, vocab_size, settings, seed, report, callbacks)
+        train_data, val = self.train_data, self.val
+        if isinstance(settings, BabiTrainConfig):  # Transform's memory, cut to what MemN2N uses
+            train_data, val = (
+                train_data.recent(settings.memory_size),
+                val.recent(settings.memory_size),
+            )
+        return train_model(train_data, val, vocab_size, settings, seeds, report, callbacks)
+
+    def validation_rank(self, result: TrainResult) -> tuple[float, ...]:
+        return (result.validation["error"], result.validation["loss"])
 
     def export(self, result: TrainResult, settings, export_dir: str) -> None:
         export_serving_model(
@@ -50,12 +66,13 @@ class BabiTrainer(ExperimentTrainer):
     def record(self, result: TrainResult) -> dict:
         """The eval split's answers and errors per task, restricted to answer words as the
         served model is."""
-        logits = predict_answers(result.model, self.val)
+        val = self.val.recent(result.model.config.memory_size)
+        logits = predict_answers(result.model, val)
         allowed = answer_mask(self.vocabulary, self.answer_words)
         answers = np.argmax(np.where(allowed, logits, -np.inf), axis=-1)
         return {
             "val_error": round(result.validation["error"], 2),
-            "val_error_per_task": task_errors(answers, self.val),
+            "val_error_per_task": task_errors(answers, val),
             "val_answers": [self.vocabulary[i] for i in answers],
         }
 

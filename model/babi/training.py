@@ -3,16 +3,21 @@ the LSTM baseline, with the same engine."""
 
 from __future__ import annotations
 
+import dataclasses
+import math
+import time
 from collections.abc import Sequence
 
 import keras
 import numpy as np
 
+from model.babi.batches import SentenceBatches
 from model.babi.inputs import BabiArrays
 from model.babi.lstm import LSTMBaseline
 from model.babi.settings import BabiTrainConfig, LSTMConfig
 from model.engine import Report, Schedule, TrainResult, compile_model, fit
-from model.memn2n import MemN2N, MemN2NConfig, set_linear_start
+from model.memn2n import MemN2N, MemN2NConfig, set_linear_start, unstack
+from model.stacking import FollowEpochs
 
 OUTPUT = "answer_logits"
 
@@ -35,9 +40,10 @@ def memn2n_config(config: BabiTrainConfig, vocab_size: int, sentence_size: int) 
     )
 
 
-def compile_memn2n(model: MemN2N, config: BabiTrainConfig) -> None:
+def compile_memn2n(model: MemN2N, config: BabiTrainConfig, seeds: int = 0) -> None:
     """SGD on the answer's cross-entropy summed over the batch, as the paper's code: lr 0.01 and
-    the clipping norm 40 are for the gradient of that sum (docs/decisions/babi-summed-loss.md)."""
+    the clipping norm 40 are for the gradient of that sum (docs/decisions/babi-summed-loss.md);
+    a model stacking `seeds` seeds clips and steps each seed on its own."""
     compile_model(
         model,
         "sgd",
@@ -47,94 +53,126 @@ def compile_memn2n(model: MemN2N, config: BabiTrainConfig) -> None:
         "sum",
         config.jit_compile,
         config.steps_per_execution,
+        seeds,
     )
 
 
-class PaperSchedule(Schedule):
-    """LS phase until the validation loss stops falling (no new best for `patience` epochs,
-    at most `linear_start_max_epochs`), then step annealing.
+@dataclasses.dataclass
+class PaperPhase:
+    """One seed's place in the paper's schedule: LS until the validation loss stops falling (no
+    new best for `patience` epochs, at most `linear_start_max_epochs`), then `epochs` epochs with
+    the softmax, the rate halved every `halve_every`.
 
-    As in the paper's code, a run with LS starts the annealed phase at the LS rate (0.005).
-    Training ends after `config.epochs` epochs with the softmax in.
-    """
+    As in the paper's code, a run with LS starts the annealed phase at the LS rate (0.005)."""
 
-    def __init__(self, config: BabiTrainConfig):
-        super().__init__()
-        self.config = config
-        self.linear = config.linear_start
-        self.best_linear_loss = float("inf")
-        self.linear_epochs = self.epochs_with_softmax = self.epochs_without_progress = 0
-        self.initial_rate = (
-            config.linear_start_learning_rate if config.linear_start else config.learning_rate
-        )
+    config: BabiTrainConfig
+    linear: bool = True
+    linear_epochs: int = 0
+    epochs_with_softmax: int = 0
+    epochs_without_progress: int = 0
+    best_linear_loss: float = math.inf
+
+    def __post_init__(self) -> None:
+        self.linear = self.linear and self.config.linear_start
 
     @property
-    def total_epochs(self) -> int:
-        extra = self.config.linear_start_max_epochs if self.config.linear_start else 0
-        return self.config.epochs + extra
+    def phase(self) -> str:
+        return "linear" if self.linear else "softmax"
+
+    @property
+    def finished(self) -> bool:
+        return not self.linear and self.epochs_with_softmax >= self.config.epochs
+
+    def rate(self) -> float:
+        """This epoch's learning rate; 0 once the schedule has finished."""
+        config = self.config
+        if self.finished:
+            return 0.0
+        if self.linear:
+            return config.linear_start_learning_rate
+        initial = config.linear_start_learning_rate if config.linear_start else config.learning_rate
+        return initial * 0.5 ** (self.epochs_with_softmax // config.halve_every)
+
+    def end_epoch(self, val_loss: float) -> None:
+        """Count the epoch just trained; LS ends when its loss stopped falling or at its cap."""
+        if not self.linear:
+            self.epochs_with_softmax += 1
+            return
+        self.linear_epochs += 1
+        if val_loss < self.best_linear_loss:
+            self.best_linear_loss, self.epochs_without_progress = val_loss, 0
+        else:
+            self.epochs_without_progress += 1
+        stopped_falling = self.epochs_without_progress >= self.config.linear_start_patience
+        if stopped_falling or self.linear_epochs >= self.config.linear_start_max_epochs:
+            self.linear = False
+
+    def state(self) -> dict:
+        """The counters, for a checkpoint (`restore` takes them back)."""
+        return {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "config"
+        }
+
+    def restore(self, state: dict) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+
+
+class PaperSchedule(Schedule):
+    """Each seed of a stack follows its own PaperPhase: after every epoch the validation split
+    is scored for every seed, and training stops once every seed has finished its schedule.
+
+    `histories` holds each seed's epochs: phase, rate, validation loss and error (%)."""
+
+    def __init__(self, config: BabiTrainConfig, seeds: int, validation: BabiArrays):
+        super().__init__()
+        self.phases = [PaperPhase(config) for _ in range(seeds)]
+        self.validation = validation
+        self.histories: list[list[dict]] = [[] for _ in range(seeds)]
 
     @property
     def phase(self) -> str:  # type: ignore[override]
-        return "linear" if self.linear else "softmax"
+        phases = {p.phase for p in self.phases if not p.finished}
+        return phases.pop() if len(phases) == 1 else "mixed"
+
+    def learning_rate(self) -> list[float]:
+        return [p.rate() for p in self.phases]
 
     def on_train_begin(self, logs=None) -> None:
-        set_linear_start(self.model, self.linear)
+        set_linear_start(self.model, [p.linear for p in self.phases])
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
-        if self.linear:
-            rate = self.config.linear_start_learning_rate
-        else:
-            rate = self.initial_rate * 0.5 ** (self.epochs_with_softmax // self.config.halve_every)
-        self.model.optimizer.learning_rate.assign(rate)
+        self.model.optimizer.seed_rates.assign(self.learning_rate())
+        set_linear_start(self.model, [p.linear for p in self.phases])
+        self.training: list[tuple[str, float] | None] = [
+            (p.phase, p.rate()) if not p.finished else None for p in self.phases
+        ]
+        self.start = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        if self.linear:
-            self.linear_epochs += 1
-            if logs["val_loss"] < self.best_linear_loss:
-                self.best_linear_loss, self.epochs_without_progress = logs["val_loss"], 0
-            else:
-                self.epochs_without_progress += 1
-            stopped_falling = self.epochs_without_progress >= self.config.linear_start_patience
-            if stopped_falling or self.linear_epochs >= self.config.linear_start_max_epochs:
-                self.linear = False
-                set_linear_start(self.model, False)
-        else:
-            self.epochs_with_softmax += 1
-            if self.epochs_with_softmax >= self.config.epochs:
-                self.model.stop_training = True
+        losses, errors = seed_loss_and_error(self.model, self.validation)
+        seconds = round(time.perf_counter() - self.start, 3)
+        for s, (phase, trained) in enumerate(zip(self.phases, self.training, strict=True)):
+            if trained is None:  # finished before this epoch
+                continue
+            name, rate = trained
+            record = {"epoch": epoch + 1, "phase": name, "learning_rate": rate, "seconds": seconds}
+            record.update(val_loss=round(losses[s], 5), val_error=round(errors[s], 2))
+            self.histories[s].append(record)
+            phase.end_epoch(losses[s])
+        if logs is not None:
+            logs["val_loss"] = float(np.mean(losses))
+        if all(p.finished for p in self.phases):
+            self.model.stop_training = True
 
 
 class FixedRate(Schedule):
     """The LSTM baseline's schedule: its optimizer's rate for `epochs` epochs."""
 
 
-def train(
-    model: keras.Model,
-    train_data: BabiArrays,
-    val: BabiArrays,
-    batch_size: int,
-    epochs: int,
-    schedule: Schedule,
-    report: Report | None,
-    callbacks: Sequence[keras.callbacks.Callback],
-) -> TrainResult:
-    """Fit with validation on `val`; the result holds the validation loss and error (%)."""
-    result = fit(
-        model,
-        train_data.inputs(),
-        {OUTPUT: train_data.answer},
-        epochs=epochs,
-        schedule=schedule,
-        unit="examples",
-        per_epoch=len(train_data),
-        validation_data=(val.inputs(), {OUTPUT: val.answer}),
-        batch_size=batch_size,
-        report=report,
-        callbacks=callbacks,
-    )
-    val_loss, val_error = loss_and_error(model, val)
-    result.validation = {"loss": val_loss, "error": val_error}
-    return result
+def most_epochs(config: BabiTrainConfig) -> int:
+    """The longest a seed's schedule can run: every LS epoch allowed, then `epochs`."""
+    return config.epochs + (config.linear_start_max_epochs if config.linear_start else 0)
 
 
 def train_memn2n(
@@ -142,18 +180,43 @@ def train_memn2n(
     val: BabiArrays,
     vocab_size: int,
     config: BabiTrainConfig,
-    seed: int,
+    seeds: Sequence[int],
     report: Report | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
-) -> TrainResult:
-    """Train one MemN2N from `seed` on `train_data`, using `val` for the LS switch."""
-    keras.utils.set_random_seed(seed)
+) -> list[TrainResult]:
+    """Train one MemN2N per seed, all in one stack, on `train_data`, using `val` for the LS
+    switch; each result holds its seed's model, epochs, share of the time and validation."""
+    seeds = tuple(seeds)
+    keras.utils.set_random_seed(seeds[0])
     sentence_size = train_data.story.shape[-1]
-    model = MemN2N(memn2n_config(config, vocab_size, sentence_size), seed=seed)
-    compile_memn2n(model, config)
-    schedule = PaperSchedule(config)
-    epochs = schedule.total_epochs
-    return train(model, train_data, val, config.batch_size, epochs, schedule, report, callbacks)
+    stack = MemN2N(memn2n_config(config, vocab_size, sentence_size), seeds=seeds)
+    compile_memn2n(stack, config, len(seeds))
+    schedule = PaperSchedule(config, len(seeds), val)
+    batches = SentenceBatches(train_data, seeds, config.batch_size, OUTPUT)
+    result = fit(
+        stack,
+        batches.for_fit(),
+        epochs=most_epochs(config),
+        schedule=schedule,
+        unit="examples",
+        per_epoch=len(seeds) * len(train_data),
+        report=report,
+        callbacks=[FollowEpochs(batches), *callbacks],
+        shuffle=False,  # the batches hold each seed's own order
+    )
+    losses, errors = seed_loss_and_error(stack, val)
+    share = result.train_seconds / len(seeds)
+    return [
+        TrainResult(
+            unstack(stack, s),
+            history,
+            share,
+            len(history) * len(train_data),
+            "examples",
+            {"loss": losses[s], "error": errors[s]},
+        )
+        for s, history in enumerate(schedule.histories)
+    ]
 
 
 def train_lstm(
@@ -170,9 +233,22 @@ def train_lstm(
     compile_model(
         model, "adam", config.learning_rate, config.clipnorm, OUTPUT, "mean", config.jit_compile
     )
-    return train(
-        model, train_data, val, config.batch_size, config.epochs, FixedRate(), report, callbacks
+    result = fit(
+        model,
+        train_data.inputs(),
+        {OUTPUT: train_data.answer},
+        epochs=config.epochs,
+        schedule=FixedRate(),
+        unit="examples",
+        per_epoch=len(train_data),
+        validation_data=(val.inputs(), {OUTPUT: val.answer}),
+        batch_size=config.batch_size,
+        report=report,
+        callbacks=callbacks,
     )
+    val_loss, val_error = loss_and_error(predict_answers(result.model, val), val)
+    result.validation = {"loss": val_loss, "error": val_error}
+    return result
 
 
 def train_model(
@@ -180,29 +256,37 @@ def train_model(
     val: BabiArrays,
     vocab_size: int,
     config: BabiTrainConfig | LSTMConfig,
-    seed: int,
+    seeds: Sequence[int],
     report: Report | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
-) -> TrainResult:
-    """MemN2N or the LSTM baseline (already sized for the data), as the settings' type says."""
+) -> list[TrainResult]:
+    """MemN2N (every seed in one stack) or the LSTM baseline (one seed after another), already
+    sized for the data, as the settings' type says; a result per seed."""
     if isinstance(config, BabiTrainConfig):
-        return train_memn2n(train_data, val, vocab_size, config, seed, report, callbacks)
-    return train_lstm(train_data, val, config, seed, report, callbacks)
+        return train_memn2n(train_data, val, vocab_size, config, seeds, report, callbacks)
+    return [train_lstm(train_data, val, config, seed, report, callbacks) for seed in seeds]
 
 
 def predict_answers(model: keras.Model, data: BabiArrays) -> np.ndarray:
-    """Answer logits for every question, [M, V]."""
+    """Answer logits for every question, [M, V] (a stack's: [M, S, V])."""
     return model.predict(data.inputs(), batch_size=1024, verbose=0)[OUTPUT]
 
 
-def loss_and_error(model: keras.Model, data: BabiArrays) -> tuple[float, float]:
-    """Mean cross-entropy and error in percent over `data`."""
-    logits = predict_answers(model, data).astype("float64")
+def loss_and_error(logits: np.ndarray, data: BabiArrays) -> tuple[float, float]:
+    """Mean cross-entropy and error in percent of answer logits [M, V] over `data`."""
+    logits = logits.astype("float64")
     logits -= logits.max(axis=-1, keepdims=True)
     log_probs = logits - np.log(np.exp(logits).sum(axis=-1, keepdims=True))
     loss = -log_probs[np.arange(len(data)), data.answer].mean()
     error = 100.0 * (logits.argmax(axis=-1) != data.answer).mean()
     return float(loss), float(error)
+
+
+def seed_loss_and_error(stack: keras.Model, data: BabiArrays) -> tuple[list[float], list[float]]:
+    """Each seed's mean cross-entropy and error in percent over `data`, one pass for all."""
+    logits = predict_answers(stack, data)  # [M, S, V]
+    figures = [loss_and_error(logits[:, s], data) for s in range(logits.shape[1])]
+    return [loss for loss, _ in figures], [error for _, error in figures]
 
 
 def error_per_task(model: keras.Model, data: BabiArrays) -> dict[str, float]:

@@ -69,7 +69,7 @@ class MemN2NLM(ConfiguredModel):
         context = inputs["context"]  # [B, N]
         words = ops.expand_dims(context, -1)  # [B, N, 1]: each memory is a one-word sentence
         in_use = ops.cast(ops.not_equal(context, 0), "float32")  # [B, N]
-        weights = ops.expand_dims(ops.expand_dims(in_use, -1), -1)  # [B, N, 1, 1]
+        weights = (ops.expand_dims(ops.expand_dims(in_use, -1), -1), None)  # [B, N, 1, 1]
         m_in = self.t_a(self.a(words, weights))  # [B, N, d]
         m_out = self.t_c(self.c(words, weights))  # [B, N, d]
         d = self.config.embedding_dim

@@ -47,11 +47,13 @@ class LMTrainer(ExperimentTrainer):
     def settings(self) -> LMTrainConfig:
         return trainer_settings(self.custom_config)
 
-    def train(self, settings, seed: int, report: Report, callbacks: list) -> TrainResult:
+    def train(self, settings, seeds: Sequence[int], report: Report, callbacks: list) -> list:
         vocab_size = len(self.words)
-        return train_lm(
-            self.train_stream, self.valid_stream, vocab_size, settings, seed, report, callbacks
-        )
+        streams = self.train_stream, self.valid_stream
+        return [train_lm(*streams, vocab_size, settings, s, report, callbacks) for s in seeds]
+
+    def validation_rank(self, result: TrainResult) -> tuple[float, ...]:
+        return (result.validation["perplexity"],)
 
     def export(self, result: TrainResult, settings, export_dir: str) -> None:
         export_lm(result.model, self.words, settings.model, settings.window(), export_dir)
