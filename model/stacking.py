@@ -62,9 +62,7 @@ def take_per_seed(table, index, stacked: bool):
     if not stacked:
         return ops.take(table, index, axis=0)
     seeds, rows = ops.shape(table)[0], ops.shape(table)[1]
-    offsets = ops.reshape(
-        ops.arange(seeds, dtype="int32") * rows, (-1,) + (1,) * (len(index.shape) - 1)
-    )
+    offsets = per_seed(ops.arange(seeds, dtype="int32") * rows, len(index.shape))
     flat = ops.reshape(table, (-1, ops.shape(table)[-1]))
     return ops.take(flat, index + offsets, axis=0)
 

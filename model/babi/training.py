@@ -107,16 +107,6 @@ class PaperPhase:
         if stopped_falling or self.linear_epochs >= self.config.linear_start_max_epochs:
             self.linear = False
 
-    def state(self) -> dict:
-        """The counters, for a checkpoint (`restore` takes them back)."""
-        return {
-            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "config"
-        }
-
-    def restore(self, state: dict) -> None:
-        for name, value in state.items():
-            setattr(self, name, value)
-
 
 class PaperSchedule(Schedule):
     """Each seed of a stack follows its own PaperPhase: after every epoch the validation split
@@ -287,11 +277,6 @@ def seed_loss_and_error(stack: keras.Model, data: BabiArrays) -> tuple[list[floa
     logits = predict_answers(stack, data)  # [M, S, V]
     figures = [loss_and_error(logits[:, s], data) for s in range(logits.shape[1])]
     return [loss for loss, _ in figures], [error for _, error in figures]
-
-
-def error_per_task(model: keras.Model, data: BabiArrays) -> dict[str, float]:
-    """Error in percent for each task present in `data`, keyed "1".."20"."""
-    return task_errors(predict_answers(model, data).argmax(axis=-1), data)
 
 
 def task_errors(answers: np.ndarray, data: BabiArrays) -> dict[str, float]:
