@@ -78,10 +78,9 @@ def run(trainer: ExperimentTrainer) -> None:
     seeds = range(first, first + config.get("seeds", 1))
     with distribution_strategy().scope():
         results = trainer.train(settings, seeds, report, [tensorboard])
-    ranked = sorted(
+    seed, result = min(
         zip(seeds, results, strict=True), key=lambda pair: trainer.validation_rank(pair[1])
     )
-    seed, result = ranked[0]
     trainer.export(result, settings, fn_args.serving_model_dir)
     record = {
         "settings": dataclasses.asdict(settings),

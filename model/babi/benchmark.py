@@ -70,8 +70,8 @@ def encode_unit(
         for split, data in text.items()
     }
     memory_size = config.memory_size
-    if isinstance(config, BabiTrainConfig) and config.fit_memory_to_data:
-        memory_size = min(memory_size, longest_story(chosen["train"]))
+    if isinstance(config, BabiTrainConfig):
+        memory_size = config.memory_for(longest_story(chosen["train"]))
     vocabulary = build_vocabulary(chosen["train"], memory_size, tokens)
     size = longest_sentence(chosen["train"], memory_size, tokens)
     arrays = {s: encode(d, vocabulary, memory_size, size, tokens) for s, d in chosen.items()}

@@ -52,6 +52,10 @@ class BabiTrainConfig:
     steps_per_execution: int = 1  # training steps per compiled call; speed only
     jit_compile: bool = True  # XLA; speed only
 
+    def memory_for(self, longest_story: int) -> int:
+        """The memory MemN2N uses for data whose longest story has `longest_story` sentences."""
+        return min(self.memory_size, longest_story) if self.fit_memory_to_data else self.memory_size
+
     def __post_init__(self) -> None:
         check_positive(
             self,

@@ -40,9 +40,9 @@ class BabiTrainer(ExperimentTrainer):
         story, query = self.train_data.story, self.train_data.query
         max_tokens = int((story != 0).sum(axis=(1, 2)).max() + (query != 0).sum(1).max())
         settings = trainer_settings(self.custom_config, len(self.vocabulary), max_tokens)
-        if isinstance(settings, BabiTrainConfig) and settings.fit_memory_to_data:
+        if isinstance(settings, BabiTrainConfig):
             longest = int(story.any(axis=2).sum(axis=1).max())  # slots holding a sentence
-            settings = dataclasses.replace(settings, memory_size=min(settings.memory_size, longest))
+            settings = dataclasses.replace(settings, memory_size=settings.memory_for(longest))
         return settings
 
     def train(self, settings, seeds: Sequence[int], report: Report, callbacks: list) -> list:
