@@ -53,3 +53,23 @@ def add_settings_overrides(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--set", action="append", default=[], metavar="NAME=VALUE", help="one setting, repeatable"
     )
+
+
+def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
+    """--checkpoint-dir (each epoch's state; default OUT.checkpoints) and --resume."""
+    parser.add_argument(
+        "--checkpoint-dir", help="where each run's state is saved every epoch (OUT.checkpoints)"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the runs saved there; refused, naming the field, if the settings changed",
+    )
+
+
+def checkpoints(args: argparse.Namespace):
+    """The model.checkpoint.Checkpoints of --checkpoint-dir and --resume (imports the model)."""
+    from model.checkpoint import Checkpoints
+
+    directory = args.checkpoint_dir or f"{args.out}.checkpoints"
+    return Checkpoints(directory, "strict" if args.resume else "never")

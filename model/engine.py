@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 import keras
 
+from model.checkpoint import RunCheckpoint
 from model.settings import Reduction
 from model.stacking import SeedwiseSGD
 
@@ -61,15 +62,33 @@ class Schedule(keras.callbacks.Callback):
         """The rate the epoch trains at, for the epoch log."""
         return float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
 
+    def get_state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the schedule (model.checkpoint.Stateful)."""
+        return {}
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Take back what `get_state` gave."""
+
 
 class EpochLog(keras.callbacks.Callback):
     """Keeps each epoch's phase, learning rate, logs and seconds (validation included), with
-    `unit`s per second over `per_epoch` of them, and passes the record to `report`."""
+    `unit`s per second over `per_epoch` of them, passes the record to `report`, then writes the
+    run's checkpoint, if it has one."""
 
-    def __init__(self, schedule: Schedule, unit: str, per_epoch: int, report: Report | None):
+    def __init__(
+        self,
+        schedule: Schedule,
+        unit: str,
+        per_epoch: int,
+        report: Report | None,
+        checkpoint: RunCheckpoint | None = None,
+    ):
         super().__init__()
         self.schedule, self.unit, self.per_epoch, self.report = schedule, unit, per_epoch, report
-        self.history: list[dict] = []
+        self.checkpoint = checkpoint
+        saved = checkpoint.saved if checkpoint else None
+        self.history: list[dict] = list(saved["history"]) if saved else []
+        self.seconds: float = saved["seconds"] if saved else 0.0
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self.phase = self.schedule.phase
@@ -87,8 +106,12 @@ class EpochLog(keras.callbacks.Callback):
             **{key: round(float(value), 5) for key, value in (logs or {}).items()},
         }
         self.history.append(record)
+        self.seconds += seconds
         if self.report:
             self.report(record)
+        if self.checkpoint:
+            ended = bool(self.model.stop_training)
+            self.checkpoint.save(self.model, epoch + 1, self.history, self.seconds, ended)
 
 
 @dataclasses.dataclass
@@ -122,15 +145,19 @@ def fit(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     fit_per_epoch: bool = False,
     shuffle: bool = True,
+    checkpoint: RunCheckpoint | None = None,
 ) -> TrainResult:
     """Train for at most `epochs` epochs (the schedule may stop sooner); `callbacks` (e.g.
-    TensorBoard, checkpoints) run after the schedule and before the epoch log. `shuffle`: Keras
-    shuffles arrays, and the order of a PyDataset's batches (with Python's `random`).
+    TensorBoard) run after the schedule and before the epoch log. `shuffle`: Keras shuffles
+    arrays, and the order of a PyDataset's batches (with Python's `random`).
+
+    With a `checkpoint`, every epoch's end is saved, and a saved run continues from its last
+    epoch (or, if it had ended, is only restored); its time counts the saved epochs' seconds.
 
     `fit_per_epoch` calls Keras's fit once per epoch. Keras reshuffles a PyDataset each time a
     fit starts, so this keeps the data order, and so the results, of the language models' runs
     made before the engine existed (docs/decisions/one-training-engine.md)."""
-    log = EpochLog(schedule, unit, per_epoch, report)
+    log = EpochLog(schedule, unit, per_epoch, report, checkpoint)
     fit_args = {
         "validation_data": validation_data,
         "batch_size": batch_size,
@@ -139,12 +166,28 @@ def fit(
         "verbose": 0,
     }
     start = time.perf_counter()
-    if fit_per_epoch:
-        for epoch in range(epochs):
+    first = checkpoint.initial_epoch if checkpoint else 0
+    if checkpoint:  # before fit: Keras's fit moves a PyDataset on an epoch as it starts
+        checkpoint.restore(model, first_inputs(x))
+    if checkpoint and checkpoint.saved and checkpoint.saved["ended"]:
+        pass  # the saved run had finished: nothing left to train
+    elif fit_per_epoch:
+        for epoch in range(first, epochs):
             model.fit(x, y, initial_epoch=epoch, epochs=epoch + 1, **fit_args)
             if model.stop_training:
                 break
     else:
-        model.fit(x, y, epochs=epochs, **fit_args)
-    seconds = time.perf_counter() - start
+        model.fit(x, y, initial_epoch=first, epochs=epochs, **fit_args)
+    saved_seconds = checkpoint.saved["seconds"] if checkpoint and checkpoint.saved else 0.0
+    seconds = saved_seconds + time.perf_counter() - start
     return TrainResult(model, log.history, seconds, per_epoch * len(log.history), unit)
+
+
+def first_inputs(x: Any) -> Any:
+    """The inputs of the first batch of training data `x` (a PyDataset, a tf.data dataset of
+    (inputs, targets) or a dict of arrays), to build a model on."""
+    if isinstance(x, keras.utils.PyDataset):
+        return x[0][0]
+    if isinstance(x, dict):
+        return {name: values[:1] for name, values in x.items()}
+    return next(iter(x))[0]

@@ -110,7 +110,8 @@ def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:
 
 class SeedBatches(keras.utils.PyDataset):
     """Training batches for a stack, ({name: [B, S, ...]}, {name: [B, S]}): seed s reads every
-    example once per epoch in `epoch_order(s, epoch)`. `epoch` is set by `FollowEpochs`."""
+    example once per epoch in `epoch_order(s, epoch)`. `epoch` is set by `FollowEpochs`. Not
+    `stacked` (one seed): ({name: [B, ...]}, {name: [B]}) for a model without a seed axis."""
 
     varying: dict[str, tuple[int, ...]] = {}  # inputs whose axes besides the first vary
 
@@ -120,9 +121,13 @@ class SeedBatches(keras.utils.PyDataset):
         targets: dict[str, np.ndarray],
         seeds: Sequence[int],
         batch_size: int,
+        stacked: bool = True,
     ):
         super().__init__()
+        if not stacked and len(seeds) != 1:
+            raise ValueError(f"batches for a model without a seed axis take one seed, got {seeds}")
         self.inputs, self.targets, self.seeds = inputs, targets, tuple(seeds)
+        self.stacked = stacked
         self.batch_size, self.epoch = batch_size, 0
         self.size = len(next(iter(targets.values())))
         self._order: tuple[int, np.ndarray] | None = None
@@ -161,6 +166,8 @@ class SeedBatches(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         rows = self.order()[index * self.batch_size : (index + 1) * self.batch_size]  # [B, S]
+        if not self.stacked:
+            rows = rows[:, 0]
         inputs = {name: values[rows] for name, values in self.inputs.items()}
         return inputs, {name: values[rows] for name, values in self.targets.items()}
 

@@ -4,7 +4,9 @@ distribution strategy, export the serving model, and write `training.json` in th
 An experiment's trainer module subclasses `ExperimentTrainer` (what it reads, trains and
 exports) and its `run_fn` calls `run`; `custom_config` always holds `model` ("memn2n" or
 "lstm"), `settings` (overrides of the experiment's settings dataclass), `seed` and `seeds`
-(models trained from seed, seed + 1, ...; the one best on validation is exported).
+(models trained from seed, seed + 1, ...; the one best on validation is exported), and may
+hold `checkpoint_dir`: a folder that outlives the execution, where each epoch is saved, so that
+a Trainer retried after a crash continues the same run (settings, seeds and data unchanged).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import abc
 import dataclasses
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +23,7 @@ import keras
 import tensorflow as tf
 from tfx.components.trainer.fn_args_utils import FnArgs
 
+from model.checkpoint import Checkpoints
 from model.engine import Report, TrainResult
 
 
@@ -45,9 +49,15 @@ class ExperimentTrainer(abc.ABC):
 
     @abc.abstractmethod
     def train(
-        self, settings: Any, seeds: Sequence[int], report: Report, callbacks: list
+        self,
+        settings: Any,
+        seeds: Sequence[int],
+        report: Report,
+        callbacks: list,
+        checkpoints: Checkpoints | None,
     ) -> list[TrainResult]:
-        """Train a model per seed on the train split, validating on the eval split."""
+        """Train a model per seed on the train split, validating on the eval split, saving
+        (and resuming) each run in `checkpoints`."""
 
     @abc.abstractmethod
     def validation_rank(self, result: TrainResult) -> tuple[float, ...]:
@@ -76,8 +86,13 @@ def run(trainer: ExperimentTrainer) -> None:
 
     first = config.get("seed", 1)
     seeds = range(first, first + config.get("seeds", 1))
-    with distribution_strategy().scope():
-        results = trainer.train(settings, seeds, report, [tensorboard])
+    strategy = distribution_strategy()
+    checkpoints = None  # with several workers, each would write the same files
+    if config.get("checkpoint_dir") and strategy.num_replicas_in_sync == 1:
+        checkpoints = Checkpoints(config["checkpoint_dir"], "if_same")
+        print(f"{label} checkpoints in {checkpoints.directory}", flush=True)
+    with strategy.scope():
+        results = trainer.train(settings, seeds, report, [tensorboard], checkpoints)
     seed, result = min(
         zip(seeds, results, strict=True), key=lambda pair: trainer.validation_rank(pair[1])
     )
@@ -94,3 +109,5 @@ def run(trainer: ExperimentTrainer) -> None:
     tf.io.gfile.makedirs(fn_args.model_run_dir)
     with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "training.json"), "w") as f:
         json.dump(record, f, indent=1)
+    if checkpoints:  # the run is exported and recorded: nothing left to resume
+        shutil.rmtree(checkpoints.directory, ignore_errors=True)

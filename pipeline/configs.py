@@ -147,7 +147,16 @@ class PipelineConfig:
         settings = dict(self.memn2n_settings if model == "memn2n" else self.lstm_settings)
         if self.epochs is not None:
             settings["epochs"] = self.epochs
-        common = {"model": model, "settings": settings, "seed": self.seed, "seeds": self.seeds}
+        common: dict[str, Any] = {
+            "model": model,
+            "settings": settings,
+            "seed": self.seed,
+            "seeds": self.seeds,
+        }
+        if "://" not in self.pipeline_root:  # checkpoints on a local disk (model.checkpoint)
+            common["checkpoint_dir"] = os.path.abspath(
+                os.path.join(self.pipeline_root, "checkpoints", self.experiment, model)
+            )
         return {**common, **{name: getattr(self, name) for name in self.spec.trainer_fields}}
 
 

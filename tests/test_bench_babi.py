@@ -11,7 +11,7 @@ from tests.conftest import fixture_files, write_babi
 
 
 @pytest.mark.e2e
-def test_single_mode_selects_each_tasks_seed_by_validation(babi_dir, tmp_path):
+def test_single_mode_selects_each_tasks_seed_by_validation(babi_dir, tmp_path, capsys):
     out = tmp_path / "results" / "single.json"
     args = ["bench", "babi", "--babi-dir", str(babi_dir), "--mode", "single", "--tasks", "1,8"]
     args += ["--seeds", "2", "--epochs", "2", "--set", "linear_start_max_epochs=1"]
@@ -33,6 +33,21 @@ def test_single_mode_selects_each_tasks_seed_by_validation(babi_dir, tmp_path):
     assert (result["config"]["epochs"], result["config"]["embedding_dim"]) == (2, 20)
     assert result["data"] == {"train": 46, "eval": 4, "test": 5}
     assert result["train_examples_per_sec"] > 0
+
+    # Every unit's stack was saved each epoch; resumed, the ended runs give the same result.
+    saved = sorted(p.name for p in (out.parent / "single.json.checkpoints").iterdir())
+    assert saved == ["memn2n-1.npz", "memn2n-8.npz"]
+    again = tmp_path / "again.json"
+    checkpoint_dir = ["--checkpoint-dir", str(out.parent / "single.json.checkpoints")]
+    assert main([*args, *checkpoint_dir, "--resume", "--out", str(again)]) == 0
+    resumed = json.loads(again.read_text())
+    assert resumed["per_task_error"] == result["per_task_error"]
+    figures = [(r["val_error"], r["val_loss"], r["history"]) for r in resumed["per_seed"]]
+    assert figures == [(r["val_error"], r["val_loss"], r["history"]) for r in result["per_seed"]]
+    changed = [*args[:-2], "--set", "linear_start_max_epochs=2", *checkpoint_dir, "--resume"]
+    capsys.readouterr()
+    assert main([*changed, "--out", str(again)]) == 1
+    assert "settings field 'linear_start_max_epochs' changed: 1" in capsys.readouterr().err
 
 
 @pytest.mark.e2e

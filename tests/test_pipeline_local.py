@@ -10,6 +10,7 @@ import math
 import os
 import random
 
+import numpy as np
 import pytest
 import tensorflow as tf
 from ml_metadata.proto import metadata_store_pb2
@@ -293,3 +294,78 @@ def test_language_model_pipeline_blesses_by_perplexity_and_serves_next_words(tmp
     assert "MemN2N ppl" in printed and "NOT blessed, nothing pushed" in printed
     assert f"slice all: perplexity (value) is {perplexity:.4f}, needs at most" in printed
     assert os.listdir(os.path.join(config.serving_dir, "ptb")) == [version]
+
+
+TRAINER_KILLED_MID_EPOCH = """
+import os, pickle, signal, sys
+import keras
+
+class KillInEpoch3(keras.callbacks.TensorBoard):  # the Trainer's own callback, plus a crash
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+        super().on_epoch_begin(epoch, logs)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+keras.callbacks.TensorBoard = KillInEpoch3
+from model.babi.trainer import run_fn
+run_fn(pickle.load(open(sys.argv[1], "rb")))
+"""
+
+
+def test_a_trainer_retried_after_a_crash_resumes_its_checkpoint(blessed_run, tmp_path):
+    """The bAbI Trainer killed in its third epoch, then run again with the same inputs (as a
+    retried pipeline runs it), continues from its checkpoint and ends as the pipeline's
+    uninterrupted Trainer did; the checkpoint is removed once the model is exported."""
+    import pickle
+    import signal
+    import subprocess
+    import sys
+
+    from tfx.components.trainer.fn_args_utils import FnArgs
+
+    store = open_metadata_store(blessed_run)
+
+    def uri(kind: str, component: str) -> str:
+        [artifact] = [a for a in store.get_artifacts_by_type(kind) if f"/{component}/" in a.uri]
+        return artifact.uri
+
+    examples = uri("Examples", "Transform")
+    config = {**blessed_run.trainer_config("memn2n"), "checkpoint_dir": str(tmp_path / "ck")}
+    fn_args = FnArgs(
+        train_files=[f"{examples}/Split-train/*"],
+        eval_files=[f"{examples}/Split-eval/*"],
+        transform_output=uri("TransformGraph", "Transform"),
+        serving_model_dir=str(tmp_path / "serving"),
+        model_run_dir=str(tmp_path / "run"),
+        custom_config=config,
+    )
+    args_file = tmp_path / "fn_args.pickle"
+    args_file.write_bytes(pickle.dumps(fn_args))
+    killed = subprocess.run(
+        [sys.executable, "-c", TRAINER_KILLED_MID_EPOCH, str(args_file)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
+    with np.load(tmp_path / "ck" / "memn2n.npz") as saved:
+        assert json.loads(saved["meta.json"].tobytes())["epoch"] == 2
+
+    from model.babi.trainer import run_fn
+
+    run_fn(fn_args)  # the retry
+    with open(tmp_path / "run" / "training.json") as f:
+        resumed = json.load(f)
+    pipeline_run = [a for a in store.get_artifacts_by_type("ModelRun") if "/Trainer/" in a.uri]
+    with open(os.path.join(pipeline_run[0].uri, "training.json")) as f:
+        uninterrupted = json.load(f)
+    assert len(resumed["history"]) == len(uninterrupted["history"]) > 2
+    for mine, theirs in zip(resumed["history"], uninterrupted["history"], strict=True):
+        assert (mine["phase"], mine["learning_rate"]) == (theirs["phase"], theirs["learning_rate"])
+        assert mine["val_loss"] == pytest.approx(theirs["val_loss"], rel=1e-4)
+    for seed, figures in uninterrupted["seed_validation"].items():
+        assert resumed["seed_validation"][seed] == pytest.approx(figures, rel=1e-4)
+    assert not (tmp_path / "ck").exists()

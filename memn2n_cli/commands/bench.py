@@ -7,7 +7,13 @@ import os
 from collections.abc import Sequence
 
 from ingest.babi.format import ALL_TASKS, TRAIN_SETS, find_task_files
-from memn2n_cli.arguments import add_corpus, add_settings_overrides, task_list
+from memn2n_cli.arguments import (
+    add_checkpoint_flags,
+    add_corpus,
+    add_settings_overrides,
+    checkpoints,
+    task_list,
+)
 from memn2n_cli.progress import Elapsed, report_progress, write_result
 from model.babi.settings import MODES
 from model.settings import MODELS
@@ -34,6 +40,7 @@ def bench_babi(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
             config,
             report_progress,
             beam_args,
+            checkpoints(args),
         )
     write_result(args.out, result)
     print(f"{'task':>5} {'error %':>8}")
@@ -64,7 +71,14 @@ def bench_lm(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     config = apply_overrides(defaults(args.corpus, args.model), args.config, flags, args.set)
     with Elapsed(f"bench lm: {config.model} on {args.corpus}"):
         result = run_lm_benchmark(
-            args.corpus, args.data_dir, config, args.seed, report_progress, beam_args, args.export
+            args.corpus,
+            args.data_dir,
+            config,
+            args.seed,
+            report_progress,
+            beam_args,
+            args.export,
+            checkpoints(args),
         )
     write_result(args.out, result)
     print(
@@ -116,6 +130,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     babi.add_argument("--epochs", type=int, help="epochs (after linear start for MemN2N)")
     add_settings_overrides(babi)
     babi.add_argument("--out", required=True, help="result JSON file")
+    add_checkpoint_flags(babi)
     babi.set_defaults(run=bench_babi)
 
     lm = benchmarks.add_parser("lm", help="language modelling: perplexity on PTB or Text8")
@@ -130,6 +145,7 @@ def register(commands: argparse._SubParsersAction) -> None:
     add_settings_overrides(lm)
     lm.add_argument("--out", required=True, help="result JSON file")
     lm.add_argument("--export", help="write the SavedModel here, e.g. S/ptb/1")
+    add_checkpoint_flags(lm)
     lm.set_defaults(run=bench_lm)
 
     serve = benchmarks.add_parser(

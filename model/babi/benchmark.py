@@ -31,6 +31,7 @@ from model.babi.lstm import story_then_question
 from model.babi.settings import BabiTrainConfig, LSTMConfig, Mode
 from model.babi.training import predict_answers, task_errors, train_model
 from model.benchmark import benchmark_record
+from model.checkpoint import Checkpoints
 from model.engine import TrainResult
 from model.settings import MODELS, ModelKind, check_choice
 
@@ -99,8 +100,10 @@ def run_babi_benchmark(
     config: BabiTrainConfig | LSTMConfig,
     report: Callable[[str], None] = print,
     beam_args: Sequence[str] = (),
+    checkpoints: Checkpoints | None = None,
 ) -> dict:
-    """Train `seeds` models per unit, test the selected ones, return the benchmark record."""
+    """Train `seeds` models per unit, test the selected ones, return the benchmark record; with
+    `checkpoints`, every unit's runs are saved each epoch (and resumed, as they say)."""
     check_choice("model", model, MODELS)
     if seeds < 1:
         raise ValueError(f"seeds must be at least 1, got {seeds}")
@@ -138,6 +141,8 @@ def run_babi_benchmark(
             sized(config, data),
             range(1, seeds + 1),
             epoch_report,
+            checkpoints=checkpoints,
+            name=f"{model}-{unit}",
         )
         test_logits = [predict_answers(result.model, data.test) for result in results]
         runs = []

@@ -19,6 +19,7 @@ from model.babi.export import answer_mask, export_serving_model, read_vocabulari
 from model.babi.inputs import read_transformed
 from model.babi.settings import BabiTrainConfig, LSTMConfig, trainer_settings
 from model.babi.training import predict_answers, task_errors, train_model
+from model.checkpoint import Checkpoints
 from model.engine import Report, TrainResult
 from model.trainer_base import ExperimentTrainer, run
 
@@ -45,7 +46,14 @@ class BabiTrainer(ExperimentTrainer):
             settings = dataclasses.replace(settings, memory_size=settings.memory_for(longest))
         return settings
 
-    def train(self, settings, seeds: Sequence[int], report: Report, callbacks: list) -> list:
+    def train(
+        self,
+        settings,
+        seeds: Sequence[int],
+        report: Report,
+        callbacks: list,
+        checkpoints: Checkpoints | None,
+    ) -> list:
         vocab_size = len(self.vocabulary)
         train_data, val = self.train_data, self.val
         if isinstance(settings, BabiTrainConfig):  # Transform's memory, cut to what MemN2N uses
@@ -53,7 +61,9 @@ class BabiTrainer(ExperimentTrainer):
                 train_data.recent(settings.memory_size),
                 val.recent(settings.memory_size),
             )
-        return train_model(train_data, val, vocab_size, settings, seeds, report, callbacks)
+        return train_model(
+            train_data, val, vocab_size, settings, seeds, report, callbacks, checkpoints
+        )
 
     def validation_rank(self, result: TrainResult) -> tuple[float, ...]:
         return (result.validation["error"], result.validation["loss"])

@@ -15,9 +15,10 @@ from model.babi.batches import SentenceBatches
 from model.babi.inputs import BabiArrays
 from model.babi.lstm import LSTMBaseline
 from model.babi.settings import BabiTrainConfig, LSTMConfig
+from model.checkpoint import Checkpoints, RunCheckpoint, fingerprint
 from model.engine import Report, Schedule, TrainResult, compile_model, fit
 from model.memn2n import MemN2N, MemN2NConfig, set_linear_start, unstack
-from model.stacking import FollowEpochs
+from model.stacking import FollowEpochs, SeedBatches
 
 OUTPUT = "answer_logits"
 
@@ -128,6 +129,19 @@ class PaperSchedule(Schedule):
     def learning_rate(self) -> list[float]:
         return [p.rate() for p in self.phases]
 
+    def get_state(self) -> dict:
+        counters = [dataclasses.asdict(p) for p in self.phases]
+        return {
+            "phases": [{k: v for k, v in c.items() if k != "config"} for c in counters],
+            "histories": self.histories,
+        }
+
+    def set_state(self, state: dict) -> None:
+        self.phases = [
+            dataclasses.replace(p, **c) for p, c in zip(self.phases, state["phases"], strict=True)
+        ]
+        self.histories = state["histories"]
+
     def on_train_begin(self, logs=None) -> None:
         set_linear_start(self.model, [p.linear for p in self.phases])
 
@@ -173,9 +187,12 @@ def train_memn2n(
     seeds: Sequence[int],
     report: Report | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    checkpoints: Checkpoints | None = None,
+    name: str = "memn2n",
 ) -> list[TrainResult]:
     """Train one MemN2N per seed, all in one stack, on `train_data`, using `val` for the LS
-    switch; each result holds its seed's model, epochs, share of the time and validation."""
+    switch; each result holds its seed's model, epochs, share of the time and validation.
+    With `checkpoints`, the stack's run `name` is saved each epoch and resumed from there."""
     seeds = tuple(seeds)
     keras.utils.set_random_seed(seeds[0])
     sentence_size = train_data.story.shape[-1]
@@ -183,6 +200,7 @@ def train_memn2n(
     compile_memn2n(stack, config, len(seeds))
     schedule = PaperSchedule(config, len(seeds), val)
     batches = SentenceBatches(train_data, seeds, config.batch_size, OUTPUT)
+    checkpoint = open_checkpoint(checkpoints, name, config, seeds, train_data, val, schedule)
     result = fit(
         stack,
         batches.for_fit(),
@@ -193,6 +211,7 @@ def train_memn2n(
         report=report,
         callbacks=[FollowEpochs(batches), *callbacks],
         shuffle=False,  # the batches hold each seed's own order
+        checkpoint=checkpoint,
     )
     losses, errors = seed_loss_and_error(stack, val)
     share = result.train_seconds / len(seeds)
@@ -216,29 +235,59 @@ def train_lstm(
     seed: int,
     report: Report | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    checkpoints: Checkpoints | None = None,
+    name: str = "lstm",
 ) -> TrainResult:
-    """Train the LSTM baseline from `seed` for `config.epochs` epochs (Adam, mean loss)."""
+    """Train the LSTM baseline from `seed` for `config.epochs` epochs (Adam, mean loss), reading
+    the examples in `epoch_order(seed, epoch)`; with `checkpoints`, as run `name`-seed`seed`."""
     keras.utils.set_random_seed(seed)
     model = LSTMBaseline(config)
     compile_model(
         model, "adam", config.learning_rate, config.clipnorm, OUTPUT, "mean", config.jit_compile
     )
+    schedule = FixedRate()
+    batches = SeedBatches(
+        train_data.inputs(), {OUTPUT: train_data.answer}, [seed], config.batch_size, stacked=False
+    )
+    checkpoint = open_checkpoint(
+        checkpoints, f"{name}-seed{seed}", config, [seed], train_data, val, schedule
+    )
     result = fit(
         model,
-        train_data.inputs(),
-        {OUTPUT: train_data.answer},
+        batches.for_fit(),
         epochs=config.epochs,
-        schedule=FixedRate(),
+        schedule=schedule,
         unit="examples",
         per_epoch=len(train_data),
         validation_data=(val.inputs(), {OUTPUT: val.answer}),
-        batch_size=config.batch_size,
         report=report,
-        callbacks=callbacks,
+        callbacks=[FollowEpochs(batches), *callbacks],
+        shuffle=False,  # the batches hold the seed's order
+        checkpoint=checkpoint,
     )
     val_loss, val_error = loss_and_error(predict_answers(result.model, val), val)
     result.validation = {"loss": val_loss, "error": val_error}
     return result
+
+
+def open_checkpoint(
+    checkpoints: Checkpoints | None,
+    name: str,
+    config: BabiTrainConfig | LSTMConfig,
+    seeds: Sequence[int],
+    train_data: BabiArrays,
+    val: BabiArrays,
+    schedule: Schedule,
+) -> RunCheckpoint | None:
+    """Run `name`'s checkpoint, fingerprinted by its settings, seeds and both splits."""
+    if checkpoints is None:
+        return None
+    data = {
+        f"{split}.{field.name}": getattr(arrays, field.name)
+        for split, arrays in (("train", train_data), ("eval", val))
+        for field in dataclasses.fields(arrays)
+    }
+    return checkpoints.open(name, fingerprint(config, seeds, data), {"schedule": schedule})
 
 
 def train_model(
@@ -249,12 +298,28 @@ def train_model(
     seeds: Sequence[int],
     report: Report | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    checkpoints: Checkpoints | None = None,
+    name: str | None = None,
 ) -> list[TrainResult]:
     """MemN2N (every seed in one stack) or the LSTM baseline (one seed after another), already
-    sized for the data, as the settings' type says; a result per seed."""
+    sized for the data, as the settings' type says; a result per seed. `name` names the runs'
+    checkpoints (default: the model's kind)."""
     if isinstance(config, BabiTrainConfig):
-        return train_memn2n(train_data, val, vocab_size, config, seeds, report, callbacks)
-    return [train_lstm(train_data, val, config, seed, report, callbacks) for seed in seeds]
+        return train_memn2n(
+            train_data,
+            val,
+            vocab_size,
+            config,
+            seeds,
+            report,
+            callbacks,
+            checkpoints,
+            name or "memn2n",
+        )
+    return [
+        train_lstm(train_data, val, config, seed, report, callbacks, checkpoints, name or "lstm")
+        for seed in seeds
+    ]
 
 
 def predict_answers(model: keras.Model, data: BabiArrays) -> np.ndarray:

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from ingest.files import SPLITS
 from ingest.lm.beam import export_corpus
 from model.benchmark import benchmark_record
+from model.checkpoint import Checkpoints
 from model.lm.export import export_lm
 from model.lm.inputs import LMVocabulary, read_tokens, token_stream
 from model.lm.settings import PAPER, Corpus, LMTrainConfig
@@ -23,9 +24,11 @@ def run_lm_benchmark(
     report: Callable[[str], None] = print,
     beam_args: Sequence[str] = (),
     export_dir: str | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> dict:
     """Ingest with the Beam job, train with validation-based annealing, test the best epoch;
-    with `export_dir`, write the model there as a servable SavedModel."""
+    with `export_dir`, write the model there as a servable SavedModel; with `checkpoints`,
+    save every epoch there (and resume from it, as they say)."""
     with tempfile.TemporaryDirectory() as scratch:
         examples = os.path.join(scratch, "examples")
         export_corpus(corpus, data_dir, examples, beam_args)
@@ -48,7 +51,14 @@ def run_lm_benchmark(
     train_batches = len(batches(config, streams["train"], training=True))
     progress = EpochProgress(train_batches, (len(streams["train"]) - 1) / train_batches, report)
     trained = train_lm(
-        streams["train"], streams["eval"], len(vocabulary), config, seed, epoch_line, [progress]
+        streams["train"],
+        streams["eval"],
+        len(vocabulary),
+        config,
+        seed,
+        epoch_line,
+        [progress],
+        checkpoints,
     )
     test = perplexity(trained.model, streams["test"], config)
     if export_dir:

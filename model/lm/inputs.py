@@ -107,6 +107,14 @@ class WindowBatches(keras.utils.PyDataset):
         if self.shuffle:
             self.rng.shuffle(self.positions)
 
+    def get_state(self) -> dict:
+        """The order and the RNG after the last epoch (model.checkpoint.Stateful)."""
+        return {"positions": self.positions.copy(), "rng": self.rng.bit_generator.state}
+
+    def set_state(self, state: dict) -> None:
+        self.positions = np.array(state["positions"])
+        self.rng.bit_generator.state = state["rng"]
+
 
 class SequenceBatches(keras.utils.PyDataset):
     """LSTM batches ({"tokens": [B, W + T]}, next words [B, W + T], weight [B, W + T]) of windows
@@ -145,3 +153,11 @@ class SequenceBatches(keras.utils.PyDataset):
     def on_epoch_end(self) -> None:
         if self.shuffle:
             self.rng.shuffle(self.starts)
+
+    def get_state(self) -> dict:
+        """The order and the RNG after the last epoch (model.checkpoint.Stateful)."""
+        return {"starts": self.starts.copy(), "rng": self.rng.bit_generator.state}
+
+    def set_state(self, state: dict) -> None:
+        self.starts = np.array(state["starts"])
+        self.rng.bit_generator.state = state["rng"]

@@ -14,6 +14,7 @@ import tensorflow as tf
 import tensorflow_transform as tft
 from tfx.components.trainer.fn_args_utils import FnArgs
 
+from model.checkpoint import Checkpoints
 from model.engine import Report, TrainResult
 from model.lm.export import export_lm
 from model.lm.inputs import blocks_in_order, stream_start_id
@@ -47,10 +48,20 @@ class LMTrainer(ExperimentTrainer):
     def settings(self) -> LMTrainConfig:
         return trainer_settings(self.custom_config)
 
-    def train(self, settings, seeds: Sequence[int], report: Report, callbacks: list) -> list:
+    def train(
+        self,
+        settings,
+        seeds: Sequence[int],
+        report: Report,
+        callbacks: list,
+        checkpoints: Checkpoints | None,
+    ) -> list:
         vocab_size = len(self.words)
         streams = self.train_stream, self.valid_stream
-        return [train_lm(*streams, vocab_size, settings, s, report, callbacks) for s in seeds]
+        return [
+            train_lm(*streams, vocab_size, settings, s, report, callbacks, checkpoints)
+            for s in seeds
+        ]
 
     def validation_rank(self, result: TrainResult) -> tuple[float, ...]:
         return (result.validation["perplexity"],)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 import keras
 import numpy as np
 
+from model.checkpoint import Checkpoints, fingerprint
 from model.engine import Report, Schedule, TrainResult, compile_model, fit
 from model.lm.inputs import SequenceBatches, WindowBatches
 from model.lm.lstm import LSTMLM, LSTMLMConfig
@@ -97,6 +98,15 @@ class AnnealOnPlateau(Schedule):
         self.rate, self.previous, self.best = config.learning_rate, math.inf, math.inf
         self.best_weights: list | None = None
 
+    def get_state(self) -> dict:
+        best = {f"best_weights.{i}": w for i, w in enumerate(self.best_weights or [])}
+        return {"rate": self.rate, "previous": self.previous, "best": self.best, **best}
+
+    def set_state(self, state: dict) -> None:
+        self.rate, self.previous, self.best = state["rate"], state["previous"], state["best"]
+        count = sum(key.startswith("best_weights.") for key in state)
+        self.best_weights = [state[f"best_weights.{i}"] for i in range(count)] or None
+
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self.model.optimizer.learning_rate.assign(self.rate)
 
@@ -121,9 +131,11 @@ def train_lm(
     seed: int,
     report: Report | None = None,
     callbacks: Sequence[keras.callbacks.Callback] = (),
+    checkpoints: Checkpoints | None = None,
 ) -> TrainResult:
     """Train from `seed` under AnnealOnPlateau; the result's validation perplexity is the best
-    epoch's, whose weights the model holds."""
+    epoch's, whose weights the model holds. With `checkpoints`, saved each epoch as run
+    `model`-seed`seed` and resumed from there."""
     keras.utils.set_random_seed(seed)
     model = build_model(config, vocab_size, seed)
     compile_lm(model, config)
@@ -133,6 +145,11 @@ def train_lm(
         (len(train_stream) - 1) / len(train) if config.loss_reduction == "sum" else 1
     )
     schedule = AnnealOnPlateau(config, valid_stream, targets_per_batch)
+    checkpoint = None
+    if checkpoints is not None:
+        run = fingerprint(config, [seed], {"train": train_stream, "valid": valid_stream})
+        parts = {"schedule": schedule, "batches": train}
+        checkpoint = checkpoints.open(f"{config.model}-seed{seed}", run, parts)
     result = fit(
         model,
         train,
@@ -143,6 +160,7 @@ def train_lm(
         report=report,
         callbacks=callbacks,
         fit_per_epoch=True,
+        checkpoint=checkpoint,
     )
     if schedule.best_weights is not None:
         model.set_weights(schedule.best_weights)
