@@ -14,12 +14,22 @@ from typing import Any
 import keras
 
 
+def cpu_model() -> str:
+    """The processor's name as Linux reports it, or the platform's word for it elsewhere."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+    except OSError:
+        names = []
+    return names[0] if names else platform.processor()
+
+
 def environment() -> dict:
     """The Keras backend and version, the machine, the date and the command that ran."""
     return {
         "keras_backend": keras.backend.backend(),
         "keras": keras.__version__,
-        "machine": f"{platform.machine()}, {os.cpu_count()} cpus",
+        "machine": f"{platform.machine()}, {os.cpu_count()} cpus, {cpu_model()}",
         "date": datetime.date.today().isoformat(),
         "command": shlex.join([os.path.basename(sys.argv[0]), *sys.argv[1:]]),
     }

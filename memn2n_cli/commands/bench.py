@@ -115,6 +115,32 @@ def bench_serve(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     return 0
 
 
+def bench_speed(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+    from memn2n_cli.speed import run_speed_benchmark
+
+    find_task_files(args.babi_dir, "en", [])
+    with Elapsed(f"bench speed: this checkout against {args.reference}"):
+        result = run_speed_benchmark(
+            args.reference,
+            args.babi_dir,
+            args.ptb_dir,
+            args.rounds,
+            args.seeds,
+            args.babi_epochs,
+            report_progress,
+        )
+    write_result(args.out, result)
+    print(f"{'workload':<12} {'reference':>10} {'this':>10} {'ratio min/median/max':>24}")
+    for name in ("babi_joint", "babi_task1", "lm_ptb"):
+        rates, ratio = result[name]["throughput"], result[name]["ratio"]
+        print(
+            f"{name:<12} {rates['reference']['median']:>10.0f} {rates['this']['median']:>10.0f} "
+            f"{ratio['min']:>8.2f} {ratio['median']:>7.2f} {ratio['max']:>7.2f}"
+        )
+    print(f"wrote {args.out}")
+    return 0
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser("bench", help="benchmarks that write JSON results")
     benchmarks = bench.add_subparsers(dest="benchmark", required=True)
@@ -147,6 +173,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     lm.add_argument("--export", help="write the SavedModel here, e.g. S/ptb/1")
     add_checkpoint_flags(lm)
     lm.set_defaults(run=bench_lm)
+
+    speed = benchmarks.add_parser(
+        "speed", help="steady training throughput side by side with a reference checkout"
+    )
+    speed.add_argument("--reference", required=True, help="a checkout to compare against")
+    speed.add_argument("--babi-dir", required=True, help="folder holding en/")
+    speed.add_argument("--ptb-dir", required=True, help="folder holding ptb.*.txt")
+    speed.add_argument("--rounds", type=int, default=3, help="runs of each workload by each")
+    speed.add_argument("--seeds", type=int, default=5, help="bAbI models this checkout stacks")
+    speed.add_argument("--babi-epochs", type=int, default=4, help="epochs per bAbI run")
+    speed.add_argument("--out", required=True, help="result JSON file")
+    speed.set_defaults(run=bench_speed)
 
     serve = benchmarks.add_parser(
         "serve", help="latency and requests/s of memn2n serve (gRPC, REST) vs in-process"
