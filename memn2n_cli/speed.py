@@ -149,7 +149,9 @@ def spread(values: list[float]) -> dict[str, float]:
 
 def workloads(babi_dir: str, ptb_dir: str, seeds: int, babi_epochs: int) -> list[Workload]:
     """bAbI 1k joint and task 1 alone (paper settings, linear start off so that every epoch
-    trains alike), then MemN2N on PTB (d=150, 6 hops, memory 100)."""
+    trains alike), then MemN2N on PTB (d=150, 6 hops, memory 100); folders made absolute, as
+    each run starts in its own checkout."""
+    babi_dir, ptb_dir = os.path.abspath(babi_dir), os.path.abspath(ptb_dir)
     babi = ["babi", "--babi-dir", babi_dir, "--train-set", "en"]
     babi += ["--set", f"epochs={babi_epochs}", "--set", "linear_start=false"]
     return [

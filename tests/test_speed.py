@@ -18,6 +18,7 @@ from memn2n_cli.speed import (
     run_babi,
     run_lm,
     steady_rate,
+    workloads,
 )
 from model.lm.training import EpochProgress
 
@@ -73,3 +74,10 @@ def test_a_babi_run_reports_steady_examples_per_second_summed_over_seeds(babi_di
     steady = statistics.median(epochs[1:])
     assert row["per_sec"] == pytest.approx(2 * record["data"]["train"] / steady, rel=1e-3)
     assert row["compile_seconds"] == pytest.approx(epochs[0] - steady, abs=0.01)
+
+
+def test_workloads_name_data_folders_that_every_checkout_finds(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for workload in workloads("data/babi", "data/ptb", seeds=5, babi_epochs=4):
+        folders = [a for a in workload.args if a.endswith(("babi", "ptb"))]
+        assert folders and all(pathlib.Path(f).is_absolute() for f in folders), workload.args
