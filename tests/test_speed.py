@@ -79,5 +79,6 @@ def test_a_babi_run_reports_steady_examples_per_second_summed_over_seeds(babi_di
 def test_workloads_name_data_folders_that_every_checkout_finds(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for workload in workloads("data/babi", "data/ptb", seeds=5, babi_epochs=4):
-        folders = [a for a in workload.args if a.endswith(("babi", "ptb"))]
-        assert folders and all(pathlib.Path(f).is_absolute() for f in folders), workload.args
+        args = workload.args
+        folders = [args[i + 1] for i, a in enumerate(args) if a in ("--babi-dir", "--data-dir")]
+        assert folders and all(pathlib.Path(f).is_absolute() for f in folders), args
