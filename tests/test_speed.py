@@ -8,6 +8,7 @@ import statistics
 
 import pytest
 
+from memn2n_cli.main import main
 from memn2n_cli.speed import (
     LM_MARK,
     LM_MARKS,
@@ -82,3 +83,13 @@ def test_workloads_name_data_folders_that_every_checkout_finds(tmp_path, monkeyp
         args = workload.args
         folders = [args[i + 1] for i, a in enumerate(args) if a in ("--babi-dir", "--data-dir")]
         assert folders and all(pathlib.Path(f).is_absolute() for f in folders), args
+
+
+def test_bad_folders_fail_before_any_run(babi_dir, tmp_path, capsys):
+    ptb = ptb_folder(tmp_path / "ptb")
+    args = ["bench", "speed", "--babi-dir", str(babi_dir), "--out", str(tmp_path / "x.json")]
+    assert main([*args, "--ptb-dir", str(ptb), "--reference", str(tmp_path)]) == 1
+    assert "not a memn2n checkout" in capsys.readouterr().err
+    assert main([*args, "--ptb-dir", str(tmp_path / "none"), "--reference", str(REPO)]) == 1
+    assert "none: not a folder" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()

@@ -116,9 +116,15 @@ def bench_serve(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
 
 
 def bench_speed(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+    from ingest.lm.corpus import corpus_spans
+
+    if not os.path.isfile(os.path.join(args.reference, "memn2n_cli", "main.py")):
+        raise ValueError(f"--reference {args.reference}: not a memn2n checkout (no memn2n_cli/)")
+    find_task_files(args.babi_dir, "en", [])  # wrong folders fail before any run
+    corpus_spans("ptb", args.ptb_dir)
+
     from memn2n_cli.speed import run_speed_benchmark
 
-    find_task_files(args.babi_dir, "en", [])
     with Elapsed(f"bench speed: this checkout against {args.reference}"):
         result = run_speed_benchmark(
             args.reference,
