@@ -6,6 +6,7 @@ makes the LM figure a fraction of what the machine can do."""
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import os
@@ -63,11 +64,11 @@ def run_babi(checkout: str, workload: Workload, seeds: int, out: str) -> dict:
     }
 
 
-def steady_rate(rates: list[float], first: int = 1) -> float:
-    """Tokens/s between progress marks `first` and the last, from EpochProgress's rates so far
+def steady_rate(rates: list[float]) -> float:
+    """Tokens/s between the first progress mark and the last, from EpochProgress's rates so far
     (mark k at k tenths): k/rate_k is the time to mark k in units of a tenth's tokens."""
     last = len(rates)
-    return (last - first) / (last / rates[-1] - first / rates[first - 1])
+    return (last - 1) / (last / rates[-1] - 1 / rates[0])
 
 
 def run_lm(checkout: str, workload: Workload, out: str) -> dict:
@@ -80,10 +81,10 @@ def run_lm(checkout: str, workload: Workload, out: str) -> dict:
     assert process.stderr is not None
     rates: list[float] = []
     stamps: list[float] = []
-    tail: list[str] = []
+    tail: collections.deque[str] = collections.deque(maxlen=40)
     try:
         for line in process.stderr:
-            tail = [*tail[-40:], line]
+            tail.append(line)
             if LM_MARK in line:
                 stamps.append(time.perf_counter())
                 rates.append(float(line.split(LM_MARK)[1].split()[0]))
@@ -109,7 +110,7 @@ def matmul_rates() -> dict[str, float]:
     import tensorflow as tf
 
     rates = {}
-    for m, k, n in ((128, 150, 10001), (128, 10001, 150), (1024, 1024, 1024)):  # OUTPUT_LAYER first
+    for m, k, n in ((128, 150, 10001), (128, 10001, 150), (1024, 1024, 1024)):
         a, b = tf.random.normal((m, k)), tf.random.normal((k, n))
         matmul = tf.function(tf.linalg.matmul, jit_compile=True)
         matmul(a, b).numpy()
