@@ -11,6 +11,7 @@ from typing import Any, Literal
 import keras
 
 from model.checkpoint import RunCheckpoint
+from model.optimizers import SparseSGD
 from model.settings import Reduction
 from model.stacking import SeedwiseSGD
 
@@ -33,7 +34,8 @@ def compile_model(
     cross-entropy of the logits `output` against word ids, summed or averaged over the batch.
 
     With "sum" (the paper's code) the rate and the clip apply to the gradient of that sum. A
-    model stacking `seeds` seeds trains with SeedwiseSGD: the clip and a rate for each seed."""
+    model stacking `seeds` seeds trains with SeedwiseSGD: the clip and a rate for each seed; SGD
+    without XLA is SparseSGD, which updates only the embedding rows a step looked up."""
     loss = keras.losses.SparseCategoricalCrossentropy(
         from_logits=True, reduction="sum" if reduction == "sum" else "sum_over_batch_size"
     )
@@ -41,6 +43,8 @@ def compile_model(
         if optimizer != "sgd":
             raise ValueError(f"a stack of seeds trains with sgd, not {optimizer}")
         chosen: keras.optimizers.Optimizer = SeedwiseSGD(seeds, clipnorm)
+    elif optimizer == "sgd" and not jit_compile:
+        chosen = SparseSGD(learning_rate, clipnorm)
     else:
         optimizers = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}
         chosen = optimizers[optimizer](learning_rate, global_clipnorm=clipnorm)

@@ -204,6 +204,11 @@ class MemoryHop(keras.layers.Layer):
         """u [..., B, d], memories_in/out [..., B, N, d], in_use [..., B, N] (... = S when
         stacked); returns o [..., B, d], p [..., B, N]."""
         scores = ops.einsum("...nd,...d->...n", memories_in, u)
+        p = self.attend(scores, in_use)
+        return ops.einsum("...n,...nd->...d", p, memories_out), p
+
+    def attend(self, scores, in_use):
+        """The attention p [..., B, N] over the slots in use, from their scores [..., B, N]."""
         masked = ops.where(in_use > 0, scores, -1e9)
         if self.empty_in_denominator:
             has_empty = ops.any(in_use == 0, axis=-1, keepdims=True)  # [..., B, 1]
@@ -215,8 +220,7 @@ class MemoryHop(keras.layers.Layer):
         else:
             softmax = ops.softmax(masked, axis=-1) * in_use
         on = ops.reshape(self.softmax_on, (-1, 1, 1)) if self.seeds else self.softmax_on
-        p = on * softmax + (1.0 - on) * scores * in_use
-        return ops.einsum("...n,...nd->...d", p, memories_out), p
+        return on * softmax + (1.0 - on) * scores * in_use
 
     def get_config(self) -> dict:
         return {

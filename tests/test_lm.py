@@ -16,9 +16,8 @@ from ingest.lm.corpus import EOS, CorpusError, corpus_spans, read_blocks
 from memn2n_cli.main import main
 from model.lm.inputs import (
     LMVocabulary,
+    RunBatches,
     SequenceBatches,
-    WindowBatches,
-    context_windows,
     read_tokens,
     token_stream,
 )
@@ -26,12 +25,14 @@ from model.lm.lstm import LSTMLM, LSTMLMConfig
 from model.lm.memn2n import MemN2NLM, MemN2NLMConfig, relu_half
 from model.lm.settings import LMTrainConfig, defaults
 from model.lm.training import (
+    EpochProgress,
     build_model,
     compile_lm,
     negative_log_likelihood,
     perplexity,
     train_lm,
 )
+from model.optimizers import SparseSGD
 
 PTB_TRAIN = " the cat sat \n the dog sat \n\n a cat ran \n"
 PTB_VALID = " the dog ran \n"
@@ -106,21 +107,43 @@ def test_beam_export_counts_tokens_and_rejects_words_outside_ptbs_closed_vocabul
     assert not (tmp_path / "bad_out").exists()  # nothing half-written
 
 
-def test_vocabulary_and_context_windows_most_recent_first():
+def context_windows(stream: np.ndarray, positions: np.ndarray, memory_size: int) -> np.ndarray:
+    """[B, N]: the N words before each position, most recent first, 0 before the stream."""
+    offsets = positions[:, None] - 1 - np.arange(memory_size)[None, :]
+    return np.where(offsets >= 0, stream[np.maximum(offsets, 0)], 0).astype("int32")
+
+
+def test_vocabulary_and_stream():
     vocabulary = LMVocabulary.from_tokens("b a b c b".split())
     assert vocabulary.words == ["<pad>", "<unk>", "b", "a", "c"]
     assert vocabulary.encode(["a", "zebra"]).tolist() == [3, 1]
-    stream = np.array([10, 11, 12, 13, 14])
-    windows = context_windows(stream, np.array([1, 4]), memory_size=3)
-    assert windows.tolist() == [[10, 0, 0], [13, 12, 11]]
     assert token_stream(["a", "b"], LMVocabulary.from_tokens(["a", "b", EOS])).tolist()[0] == 2
 
 
-def test_window_batches_predict_every_word_once_and_lstm_windows_score_each_word_once():
+def test_runs_predict_every_word_once_from_its_own_window_and_lstm_windows_score_each_once():
     stream = np.arange(1, 12)  # [11]: positions 1..10 are predicted
-    windows = WindowBatches(stream, memory_size=4, batch_size=3, shuffle=True, seed=3)
-    targets = np.concatenate([windows[i][1] for i in range(len(windows))])
-    assert sorted(targets.tolist()) == list(range(2, 12))
+    runs = RunBatches(stream, memory_size=4, run_length=3, batch_size=6, shuffle=True, seed=3)
+    predicted = []
+    for i in range(len(runs)):
+        inputs, targets, weights = runs[i]
+        span = inputs["span"]
+        assert span.shape == (len(targets), 4 + 3 - 1) and targets.shape == (len(span), 3)
+        for run, first in enumerate(span[:, 4] - 1):  # span word N is the run's first target
+            for w in range(3):
+                if weights[run, w]:
+                    window = span[run, w : w + 4][::-1]  # the window's slots, most recent first
+                    position = first + w
+                    want = context_windows(stream, np.array([position]), 4)[0]
+                    assert window.tolist() == want.tolist() and targets[run, w] == stream[position]
+                    predicted.append(int(targets[run, w]))
+    assert sorted(predicted) == list(range(2, 12)) and predicted != sorted(predicted)  # shuffled
+    single = RunBatches(stream, memory_size=4, run_length=1, batch_size=3, shuffle=True, seed=3)
+    positions = np.arange(1, 11)
+    np.random.default_rng(3).shuffle(positions)  # the order of the windows before runs
+    order = np.concatenate([single[i][1][:, 0] for i in range(len(single))])
+    assert order.tolist() == stream[positions].tolist()
+    with pytest.raises(ValueError, match="batch_size 5 is not a multiple of run_length 3"):
+        RunBatches(stream, memory_size=4, run_length=3, batch_size=5, shuffle=False)
     sequences = SequenceBatches(stream, length=4, batch_size=2, shuffle=False, warmup=4)
     scored = []
     for i in range(len(sequences)):
@@ -130,6 +153,25 @@ def test_window_batches_predict_every_word_once_and_lstm_windows_score_each_word
         previous = inputs["tokens"][weights > 0]
         assert (targets[weights > 0] == previous + 1).all()  # the next word of the stream
     assert scored == list(range(2, 12))
+
+
+def test_a_run_of_windows_gives_each_window_what_the_window_alone_gives():
+    config = MemN2NLMConfig(vocab_size=40, memory_size=6, embedding_dim=8, hops=3, linear_units=4)
+    model = MemN2NLM(config, seed=0)
+    stream = np.random.default_rng(0).integers(1, 40, size=30)
+    runs = RunBatches(stream, memory_size=6, run_length=5, batch_size=10, shuffle=False)
+    inputs, targets, _ = runs[0]  # runs from positions 1 and 6: the first windows hold padding
+    outputs = model(inputs)
+    assert outputs["logits"].shape == (2, 5, 40) and outputs["attention"].shape == (2, 5, 3, 6)
+    alone = model({"context": context_windows(stream, np.arange(1, 11), 6)})
+    np.testing.assert_allclose(
+        np.reshape(outputs["logits"], (10, 40)), alone["logits"], rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        np.reshape(outputs["attention"], (10, 3, 6)), alone["attention"], rtol=1e-5, atol=1e-6
+    )
+    attention = keras.ops.convert_to_numpy(alone["attention"])
+    assert attention[0, :, 1:].max() == 0  # position 1's window holds one word
 
 
 def test_memn2n_lm_shapes_shared_weights_and_relu_on_half():
@@ -153,17 +195,17 @@ class FixedLogits(keras.Model):
         self.logits = np.log(np.asarray(probabilities, dtype="float32"))
 
     def call(self, inputs):
-        batch = len(next(iter(inputs.values())))
-        return {"logits": np.tile(self.logits, (batch, 1))}
+        span = inputs["span"]  # [G, N + L - 1] with N = 2
+        return {"logits": np.tile(self.logits, (*span.shape[:1], span.shape[1] - 1, 1))}
 
 
 def test_perplexity_by_hand():
     stream = np.array([1, 2, 1, 1])  # targets 2, 1, 1 with p = 0.25, 0.5, 0.5
     model = FixedLogits([0.25, 0.5, 0.25])
-    batches = WindowBatches(stream, memory_size=2, batch_size=2, shuffle=False)
+    batches = RunBatches(stream, memory_size=2, run_length=2, batch_size=2, shuffle=False)
     total, count = negative_log_likelihood(model, batches)
     assert count == 3 and total == pytest.approx(-math.log(0.25) - 2 * math.log(0.5))
-    config = LMTrainConfig(memory_size=2)
+    config = LMTrainConfig(memory_size=2, run_length=2)
     assert perplexity(model, stream, config) == pytest.approx((1 / (0.25 * 0.5 * 0.5)) ** (1 / 3))
 
 
@@ -214,7 +256,7 @@ def test_the_lstm_baseline_steps_as_zarembas_small_ptb_model():
         per_word = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
         loss = tf.reduce_sum(per_word) / windows
     gradients = tape.gradient(loss, model.trainable_variables)
-    clipped, norm = tf.clip_by_global_norm(gradients, 5.0)
+    clipped, norm = tf.clip_by_global_norm([tf.convert_to_tensor(g) for g in gradients], 5.0)
     assert float(norm) > 5.0
     expected = [
         w - 1.0 * tf.convert_to_tensor(g).numpy() for w, g in zip(before, clipped, strict=True)
@@ -335,3 +377,38 @@ def test_the_rate_is_annealed_on_a_plateau_training_stops_below_the_minimum_and_
     assert rates == [1.0, 1.0, 1.0, 0.5] and epoch == 3 and schedule.best == 8.0
     for kept, best in zip(schedule.best_weights, weights[1], strict=True):
         np.testing.assert_array_equal(kept, best)
+
+
+def test_sparse_sgd_clips_on_the_norm_of_the_dense_gradient_and_leaves_other_rows_alone():
+    """Repeated words (their rows summed before the norm: the dense gradient's, as the paper's
+    code clips), a norm above the clip, and embedding rows no word looked up."""
+    config = MemN2NLMConfig(vocab_size=30, memory_size=5, embedding_dim=6, hops=2, linear_units=3)
+    span = np.array([[0, 2, 9, 9, 3, 7, 3, 3], [4, 4, 4, 5, 6, 6, 6, 6]], "int32")
+    targets = np.array([[1, 2, 3, 4], [5, 6, 7, 8]], "int32")
+    model = MemN2NLM(config, seed=2)
+    model({"span": span})
+    before = [v.numpy() for v in model.trainable_variables]
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
+    with tf.GradientTape() as tape:
+        summed = loss(targets, model({"span": span})["logits"])
+    dense = [tf.convert_to_tensor(g) for g in tape.gradient(summed, model.trainable_variables)]
+    clipped, norm = tf.clip_by_global_norm(dense, 0.1)
+    assert float(norm) > 0.1
+    model.compile(optimizer=SparseSGD(0.5, clipnorm=0.1), loss={"logits": loss}, jit_compile=False)
+    model.train_on_batch({"span": span}, targets)
+    for variable, start, step in zip(model.trainable_variables, before, clipped, strict=True):
+        np.testing.assert_allclose(variable.numpy(), start - 0.5 * step.numpy(), atol=1e-6)
+    untouched = sorted(set(range(30)) - set(span.ravel().tolist()))
+    embedding_a = model.trainable_variables[0]
+    assert (embedding_a.numpy()[untouched] == before[0][untouched]).all()
+
+
+def test_epoch_progress_reports_each_tenth_once_when_steps_come_several_at_a_time():
+    lines: list[str] = []
+    progress = EpochProgress(batches=100, tokens_per_batch=10.0, report=lines.append)
+    progress.on_epoch_begin(0)
+    for last in range(7, 100, 8):  # steps_per_execution = 8: batches 7, 15, 23, ...
+        progress.on_train_batch_end(last)
+    assert [line.split("%")[0].strip() for line in lines] == [
+        str(p) for p in (16, 24, 32, 40, 56, 64, 72, 80, 96)
+    ]

@@ -73,7 +73,8 @@ def test_a_babi_run_reports_steady_examples_per_second_summed_over_seeds(babi_di
     epochs = row["epoch_seconds"]
     assert len(epochs) == 3 and len(record["per_seed"]) == 2
     steady = statistics.median(epochs[1:])
-    assert row["per_sec"] == pytest.approx(2 * record["data"]["train"] / steady, rel=1e-3)
+    want = 2 * record["data"]["train"] / steady  # per_sec is rounded to 0.1
+    assert row["per_sec"] == pytest.approx(want, rel=1e-3, abs=0.05)
     assert row["compile_seconds"] == pytest.approx(epochs[0] - steady, abs=0.01)
 
 

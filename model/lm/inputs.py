@@ -1,5 +1,5 @@
 """Language-model inputs: token streams read back from the LM TFRecords, a vocabulary, and the
-context windows cut from a stream batch by batch (never stored once per memory slot)."""
+runs of context windows cut from a stream batch by batch (never stored once per memory slot)."""
 
 from __future__ import annotations
 
@@ -69,50 +69,57 @@ def token_stream(tokens: list[str], vocabulary: LMVocabulary) -> np.ndarray:
     return vocabulary.encode([EOS, *tokens])
 
 
-def context_windows(stream: np.ndarray, positions: np.ndarray, memory_size: int) -> np.ndarray:
-    """The `memory_size` words before each position, most recent first; 0 before the stream
-    starts. stream [L], positions [B] -> [B, N] int32."""
-    offsets = positions[:, None] - 1 - np.arange(memory_size)[None, :]  # [B, N]
-    return np.where(offsets >= 0, stream[np.maximum(offsets, 0)], 0).astype("int32")
-
-
-class WindowBatches(keras.utils.PyDataset):
-    """MemN2N batches ({"context": [B, N]}, target [B], weight [B]) over every position 1..L-1
-    of a stream, shuffled each epoch in training."""
+class RunBatches(keras.utils.PyDataset):
+    """MemN2N batches ({"span": [G, N + L - 1]}, targets [G, L], weights [G, L]) predicting every
+    position 1..len - 1 of a stream once, in runs of L (`run_length`) consecutive targets, G =
+    batch_size / L runs a batch, the runs shuffled each epoch in training. A run's span is the N
+    words before its first target, then its first L - 1 targets; 0 before the stream starts,
+    and weight 0 on the targets past its end."""
 
     def __init__(
         self,
         stream: np.ndarray,
         memory_size: int,
+        run_length: int,
         batch_size: int,
         shuffle: bool,
         seed: int = 0,
     ):
         super().__init__()
-        self.stream, self.memory_size, self.batch_size = stream, memory_size, batch_size
-        self.shuffle, self.rng = shuffle, np.random.default_rng(seed)
-        self.positions = np.arange(1, len(stream))
+        if batch_size % run_length:
+            raise ValueError(
+                f"batch_size {batch_size} is not a multiple of run_length {run_length}"
+            )
+        self.stream, self.memory_size, self.run_length = stream, memory_size, run_length
+        self.runs, self.shuffle = batch_size // run_length, shuffle
+        self.rng = np.random.default_rng(seed)
+        self.starts = np.arange(1, len(stream), run_length)  # each run's first target
         if shuffle:
-            self.rng.shuffle(self.positions)
+            self.rng.shuffle(self.starts)
 
     def __len__(self) -> int:
-        return -(-len(self.positions) // self.batch_size)
+        return -(-len(self.starts) // self.runs)
 
     def __getitem__(self, index: int):
-        positions = self.positions[index * self.batch_size : (index + 1) * self.batch_size]
-        context = context_windows(self.stream, positions, self.memory_size)
-        return {"context": context}, self.stream[positions], np.ones(len(positions), "float32")
+        starts = self.starts[index * self.runs : (index + 1) * self.runs, None]  # [G, 1]
+        n, length, end = self.memory_size, self.run_length, len(self.stream)
+        offsets = starts - n + np.arange(n + length - 1)  # [G, S]
+        inside = (offsets >= 0) & (offsets < end)
+        span = np.where(inside, self.stream[np.clip(offsets, 0, end - 1)], 0)
+        at = starts + np.arange(length)  # [G, L]
+        targets = np.where(at < end, self.stream[np.minimum(at, end - 1)], 0)
+        return {"span": span.astype("int32")}, targets.astype("int32"), (at < end).astype("float32")
 
     def on_epoch_end(self) -> None:
         if self.shuffle:
-            self.rng.shuffle(self.positions)
+            self.rng.shuffle(self.starts)
 
     def get_state(self) -> dict:
         """The order and the RNG after the last epoch (model.checkpoint.Stateful)."""
-        return {"positions": self.positions.copy(), "rng": self.rng.bit_generator.state}
+        return {"starts": self.starts.copy(), "rng": self.rng.bit_generator.state}
 
     def set_state(self, state: dict) -> None:
-        self.positions = np.array(state["positions"])
+        self.starts = np.array(state["starts"])
         self.rng.bit_generator.state = state["rng"]
 
 

@@ -38,13 +38,38 @@ class MemN2NLMConfig:
 
 
 def relu_half(u, linear_units: int):
-    """u [B, d]: the first `linear_units` units unchanged, a ReLU on the others."""
-    return ops.concatenate([u[:, :linear_units], ops.relu(u[:, linear_units:])], axis=-1)
+    """u [..., d]: the first `linear_units` units unchanged, a ReLU on the others."""
+    return ops.concatenate([u[..., :linear_units], ops.relu(u[..., linear_units:])], axis=-1)
+
+
+def window_band(over_span, memory_size: int):
+    """over_span [G, L, S] -> [G, L, N]: row l's entries l .. l + N - 1, window l's words
+    oldest first (a span, S = N + L - 1 words, holds the N words before a run's first target,
+    then its first L - 1 targets). Pad and reshape only (Transformer-XL's relative shift), so
+    that the gradient is a pad and a slice too, not a scatter."""
+    _, run_length, span_size = over_span.shape
+    flat = ops.pad(ops.reshape(over_span, (-1, run_length * span_size)), [[0, 0], [0, run_length]])
+    return ops.reshape(flat, (-1, run_length, span_size + 1))[:, :, :memory_size]
+
+
+def spread_band(over_band, span_size: int):
+    """over_band [G, L, N] -> [G, L, S]: the inverse of `window_band`, 0 outside each window."""
+    _, run_length, memory_size = over_band.shape
+    padded = ops.pad(over_band, [[0, 0], [0, 0], [0, span_size + 1 - memory_size]])
+    flat = ops.reshape(padded, (-1, run_length * (span_size + 1)))[:, : run_length * span_size]
+    return ops.reshape(flat, (-1, run_length, span_size))
 
 
 @keras.saving.register_keras_serializable(package="memn2n")
 class MemN2NLM(ConfiguredModel):
-    """{"context": [B, N] previous word ids} -> {"logits": [B, V], "attention": [B, K, N]}"""
+    """{"context": [B, N] previous word ids} -> {"logits": [B, V], "attention": [B, K, N]}, or
+    {"span": [G, N + L - 1]}, G runs of L consecutive targets -> [G, L, V] and [G, L, K, N].
+
+    A run's L windows overlap in all but one word: its span is embedded once, and each hop
+    scores every window against the whole span in one matmul and keeps the window's N slots,
+    so no [B, N, d] memory exists (docs/decisions/lm-runs.md). A context is the span of a run
+    of one window, so serving and training share this code.
+    """
 
     config_class = MemN2NLMConfig
 
@@ -65,21 +90,37 @@ class MemN2NLM(ConfiguredModel):
         self.w = keras.layers.Dense(v, use_bias=False, kernel_initializer=normal, name="W")
         self.hops = [MemoryHop(name=f"hop_{i + 1}") for i in range(config.hops)]
 
+    def build(self, input_shape) -> None:
+        """The memory layers, in the order their first use made them (so a seed's initial
+        weights stay those of earlier runs): `call` reads T_A and T_C as tables."""
+        for layer in (self.a, self.t_a, self.c, self.t_c):
+            layer.build(None)
+
     def call(self, inputs):
-        context = inputs["context"]  # [B, N]
-        words = ops.expand_dims(context, -1)  # [B, N, 1]: each memory is a one-word sentence
-        in_use = ops.cast(ops.not_equal(context, 0), "float32")  # [B, N]
-        weights = (ops.expand_dims(ops.expand_dims(in_use, -1), -1), None)  # [B, N, 1, 1]
-        m_in = self.t_a(self.a(words, weights))  # [B, N, d]
-        m_out = self.t_c(self.c(words, weights))  # [B, N, d]
-        d = self.config.embedding_dim
-        u = ops.full((ops.shape(context)[0], d), self.config.query_value)  # [B, d]
+        if "context" in inputs:  # [B, N], slot 0 the previous word: the span of one window
+            outputs = self.call({"span": ops.flip(inputs["context"], axis=-1)})
+            return {name: ops.squeeze(value, axis=1) for name, value in outputs.items()}
+        span = inputs["span"]  # [G, S], S = N + L - 1
+        config = self.config
+        n, d, span_size = config.memory_size, config.embedding_dim, span.shape[-1]
+        run_length = span_size - n + 1
+        in_span = ops.cast(ops.not_equal(span, 0), "float32")  # [G, S]
+        words, weights = ops.expand_dims(span, -1), (in_span[..., None, None], None)
+        keys, values = self.a(words, weights), self.c(words, weights)  # A x, C x: [G, S, d]
+        # inside, slots are oldest first (window_band's order): T rows reversed, p flipped back
+        in_use = window_band(ops.repeat(in_span[:, None, :], run_length, axis=1), n)  # [G, L, N]
+        t_a, t_c = ops.flip(self.t_a.table, axis=0), ops.flip(self.t_c.table, axis=0)  # [N, d]
+        u = ops.full((ops.shape(span)[0], run_length, d), config.query_value)  # [G, L, d]
         attention = []
         for hop in self.hops:
-            o, p = hop(u, m_in, m_out, in_use)
-            attention.append(p)
-            u = relu_half(self.h(u) + o, self.config.linear_units)
-        return {"logits": self.w(u), "attention": ops.stack(attention, axis=1)}
+            scores = window_band(ops.einsum("gld,gsd->gls", u, keys), n)
+            scores = scores + ops.einsum("gld,nd->gln", u, t_a)  # u (A x_i + T_A(i))
+            p = hop.attend(scores, in_use)  # [G, L, N]
+            o = ops.einsum("gls,gsd->gld", spread_band(p, span_size), values)
+            o = o + ops.einsum("gln,nd->gld", p, t_c)  # sum_i p_i (C x_i + T_C(i))
+            attention.append(ops.flip(p, axis=-1))  # slot 0 = the previous word
+            u = relu_half(self.h(u) + o, config.linear_units)
+        return {"logits": self.w(u), "attention": ops.stack(attention, axis=-2)}
 
     def build_from_config(self, build_config: dict) -> None:
         self({"context": ops.zeros((1, self.config.memory_size), "int32")})

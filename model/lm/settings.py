@@ -39,17 +39,36 @@ class LMTrainConfig:
     anneal_factor: float = 1.5
     min_learning_rate: float = 1e-5
     batch_size: int = 128
+    # MemN2N trains on runs of this many consecutive targets, batch_size / run_length runs a
+    # batch, whose windows share one embedded span (docs/decisions/lm-runs.md)
+    run_length: int = 4
     clipnorm: float = 50.0  # global gradient norm, of the loss as `loss_reduction` says
     loss_reduction: Reduction = "sum"  # over the batch, as the paper's code; "mean": per target
     min_count: int = 1  # words seen fewer times in training become <unk> (Text8: 5)
     lstm_units: int = 200
     lstm_embedding_dim: int = 200
     sequence_length: int = 35
-    jit_compile: bool = True
+    # MemN2N's step runs faster in TF's graph executor (oneDNN matmuls, SparseSGD) than in XLA
+    jit_compile: bool = False
+    steps_per_execution: int = 8  # training steps per call into the step function; speed only
 
     def __post_init__(self) -> None:
         check_choice("model", self.model, MODELS)
-        check_positive(self, ("epochs", "batch_size", "sequence_length", "min_count"))
+        check_positive(
+            self,
+            (
+                "epochs",
+                "batch_size",
+                "run_length",
+                "sequence_length",
+                "min_count",
+                "steps_per_execution",
+            ),
+        )
+        if self.model == "memn2n" and self.batch_size % self.run_length:
+            raise ValueError(
+                f"batch_size {self.batch_size} must be a multiple of run_length {self.run_length}"
+            )
         check_choice("loss_reduction", self.loss_reduction, REDUCTIONS)
         if self.anneal_factor <= 1 or self.learning_rate <= 0:
             raise ValueError("anneal_factor must be above 1 and learning_rate positive")
@@ -63,13 +82,18 @@ def defaults(corpus: Corpus, model: ModelKind = "memn2n") -> LMTrainConfig:
     """MemN2N: the paper's settings. The LSTM: the small PTB LSTM of Zaremba et al. (2014), SGD
     at 1.0 with clipping at 5 on the loss summed over a window's 35 words and averaged over 20
     windows; here the same step as 1/20 of that rate and 20 times that clip on the summed loss
-    (docs/decisions/lstm-lm-step.md). Text8: words seen fewer than 5 times become <unk>."""
+    (docs/decisions/lstm-lm-step.md), compiled with XLA. Text8: words seen fewer than 5 times
+    become <unk>."""
     batch = 20
     config = LMTrainConfig(model=model, min_count=5 if corpus == "text8" else 1)
     if model == "memn2n":
         return config
     return dataclasses.replace(
-        config, learning_rate=1.0 / batch, clipnorm=5.0 * batch, batch_size=batch
+        config,
+        learning_rate=1.0 / batch,
+        clipnorm=5.0 * batch,
+        batch_size=batch,
+        jit_compile=True,
     )
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from model.checkpoint import Checkpoints, fingerprint
 from model.engine import Report, Schedule, TrainResult, compile_model, fit
-from model.lm.inputs import SequenceBatches, WindowBatches
+from model.lm.inputs import RunBatches, SequenceBatches
 from model.lm.lstm import LSTMLM, LSTMLMConfig
 from model.lm.memn2n import MemN2NLM, MemN2NLMConfig
 from model.lm.settings import LMTrainConfig
@@ -48,7 +48,9 @@ def batches(
     if config.model == "lstm":
         warmup = 0 if training else config.sequence_length
         return SequenceBatches(stream, config.sequence_length, size, training, warmup, seed)
-    return WindowBatches(stream, config.memory_size, size, training, seed)
+    if not training:  # a whole number of runs
+        size = max(SCORING_BATCH // config.run_length, 1) * config.run_length
+    return RunBatches(stream, config.memory_size, config.run_length, size, training, seed)
 
 
 def negative_log_likelihood(
@@ -83,6 +85,7 @@ def compile_lm(model: keras.Model, config: LMTrainConfig) -> None:
         OUTPUT,
         config.loss_reduction,
         config.jit_compile,
+        config.steps_per_execution,
     )
 
 
@@ -177,9 +180,12 @@ class EpochProgress(keras.callbacks.Callback):
         self.every = max(batches // 10, 1)
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
-        self.start = time.perf_counter()
+        self.start, self.reported = time.perf_counter(), 0
 
     def on_train_batch_end(self, batch: int, logs=None) -> None:
-        if (batch + 1) % self.every == 0 and batch + 1 < self.batches:
+        """`batch`: the last batch done (Keras calls this once per `steps_per_execution`)."""
+        tenths = (batch + 1) // self.every
+        if tenths > self.reported and batch + 1 < self.batches:
+            self.reported = tenths
             rate = (batch + 1) * self.tokens_per_batch / (time.perf_counter() - self.start)
             self.report(f"  {100 * (batch + 1) // self.batches}% of the epoch, {rate:.0f} tokens/s")
