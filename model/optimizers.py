@@ -6,7 +6,8 @@ per word looked up) dense for the scaling, then updates all V rows; its norm sum
 of the looked-up rows, so a word looked up twice counts as two rows. Here the rows of a word
 are summed first (the norm is the dense gradient's, as the paper's Torch code clips), and only
 the rows looked up are updated: the PTB step in runs of 16 went from 32.8 to 30.1 ms
-(BUILD_NOTES, "The LM step in runs"). `tf.unique` has no XLA kernel: a step compiled with XLA keeps Keras's SGD.
+(BUILD_NOTES, "The LM step in runs"). `tf.unique` has no XLA kernel: a step compiled with
+XLA keeps Keras's SGD.
 """
 
 from __future__ import annotations
