@@ -17,14 +17,16 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
+from model.attention_settings import HopAttention, attention_of
+from model.hop_attention import HopTrace, MemoryHop, attention_outputs
 from model.serialization import ConfiguredModel
 from model.settings import ENCODINGS, WEIGHT_TYINGS, Encoding, WeightTying, check_choice
 from model.stacking import Seeds, StackableLayer, take_per_seed
 
 
 @dataclasses.dataclass(frozen=True)
-class MemN2NConfig:
-    """Every variant of the paper, chosen by these fields."""
+class MemN2NConfig(HopAttention):
+    """Every variant of the paper, chosen by these fields (and MTA's, from HopAttention)."""
 
     vocab_size: int
     sentence_size: int  # J
@@ -48,6 +50,7 @@ class MemN2NConfig:
         check_choice("weight_tying", self.weight_tying, WEIGHT_TYINGS)
         if not 0 <= self.random_noise < 1:
             raise ValueError(f"random_noise {self.random_noise} must be in [0, 1)")
+        self.check_attention(self.embedding_dim)
 
 
 WordWeights = tuple  # (alpha [..., J, 1], beta [..., J, 1] or None), see `word_weights`
@@ -183,53 +186,6 @@ class RandomEmptyMemories(keras.layers.Layer):
         return {**super().get_config(), "rate": self.rate, "seed": self.seed, "seeds": seeds}
 
 
-class MemoryHop(keras.layers.Layer):
-    """One hop: attention of the controller state u over the memories, read out as o.
-
-    The softmax can be switched off for linear start (LS): `softmax_on` is a non-trainable
-    variable (one per seed when stacked), so the switch works inside compiled training steps.
-    With `empty_in_denominator`, each empty slot adds exp(0) to the softmax's denominator, as the
-    paper's code does (its empty slots are zero vectors: score 0, nothing read); they still get
-    no attention weight (docs/decisions/empty-slots-in-denominator.md).
-    """
-
-    def __init__(self, empty_in_denominator: bool = False, seeds: int = 0, **kwargs):
-        super().__init__(**kwargs)
-        self.empty_in_denominator, self.seeds = empty_in_denominator, seeds
-        self.softmax_on = self.add_weight(
-            shape=(seeds,) if seeds else (), initializer="ones", trainable=False, name="softmax_on"
-        )
-
-    def call(self, u, memories_in, memories_out, in_use):
-        """u [..., B, d], memories_in/out [..., B, N, d], in_use [..., B, N] (... = S when
-        stacked); returns o [..., B, d], p [..., B, N]."""
-        scores = ops.einsum("...nd,...d->...n", memories_in, u)
-        p = self.attend(scores, in_use)
-        return ops.einsum("...n,...nd->...d", p, memories_out), p
-
-    def attend(self, scores, in_use):
-        """The attention p [..., B, N] over the slots in use, from their scores [..., B, N]."""
-        masked = ops.where(in_use > 0, scores, -1e9)
-        if self.empty_in_denominator:
-            has_empty = ops.any(in_use == 0, axis=-1, keepdims=True)  # [..., B, 1]
-            top = ops.max(masked, axis=-1, keepdims=True)  # [..., B, 1]
-            top = ops.where(has_empty, ops.maximum(top, 0.0), top)  # the largest term is exp(0)
-            weights = ops.exp(masked - top) * in_use  # [..., B, N]
-            empty = ops.sum(1.0 - in_use, axis=-1, keepdims=True) * ops.exp(-ops.maximum(top, 0.0))
-            softmax = weights / (ops.sum(weights, axis=-1, keepdims=True) + empty)
-        else:
-            softmax = ops.softmax(masked, axis=-1) * in_use
-        on = ops.reshape(self.softmax_on, (-1, 1, 1)) if self.seeds else self.softmax_on
-        return on * softmax + (1.0 - on) * scores * in_use
-
-    def get_config(self) -> dict:
-        return {
-            **super().get_config(),
-            "empty_in_denominator": self.empty_in_denominator,
-            "seeds": self.seeds,
-        }
-
-
 @keras.saving.register_keras_serializable(package="memn2n")
 class MemN2N(ConfiguredModel):
     """{"story": [B, N, J], "query": [B, J]} -> {"answer_logits": [B, V], "attention": [B, K, N]}
@@ -276,8 +232,9 @@ class MemN2N(ConfiguredModel):
         self.random_noise = RandomEmptyMemories(
             config.random_noise, seed=seed, seeds=stack, name="random_noise"
         )
+        attention = HopAttention(**attention_of(config))
         self.hops = [
-            MemoryHop(config.empty_in_denominator, len(stack or ()), name=f"hop_{i + 1}")
+            MemoryHop(config.empty_in_denominator, stack, attention, d, stddev, name=f"hop_{i + 1}")
             for i in range(k)
         ]
 
@@ -315,21 +272,21 @@ class MemN2N(ConfiguredModel):
                 memories[encoder.name] = temporal(encoded) if temporal is not None else encoded
             return memories[encoder.name]
 
-        attention = []
+        attention, trace = [], HopTrace()
         for hop, memory_hop in enumerate(self.hops):
             m_in = memory(self.a[hop], self.t_a[hop])
             m_out = memory(self.c[hop], self.t_c[hop])
-            o, p = memory_hop(u, m_in, m_out, in_use)
+            o, p = memory_hop(u, m_in, m_out, in_use, trace=trace)  # p [B, H, N]
             attention.append(p)
             u = (self.h(u) if self.h is not None else u) + o
         if self.w is None:
             logits = ops.einsum("...bd,...vd->...bv", u, self.c[-1].embeddings)  # [B, V]
         else:
             logits = self.w(u)
-        attention = ops.stack(attention, axis=-2)  # [B, K, N]
+        outputs = {"answer_logits": logits, **attention_outputs(attention)}
         if self.seeds:  # back to [B, S, ...]
-            logits, attention = ops.moveaxis(logits, 0, 1), ops.moveaxis(attention, 0, 1)
-        return {"answer_logits": logits, "attention": attention}
+            outputs = {name: ops.moveaxis(value, 0, 1) for name, value in outputs.items()}
+        return outputs
 
     def get_config(self) -> dict:
         return {**super().get_config(), "seeds": list(self.seeds) if self.seeds else None}
@@ -365,5 +322,6 @@ def set_linear_start(model: keras.Model, linear: bool | Sequence[bool]) -> None:
     seeds takes one flag per seed."""
     for layer in model.layers:
         if isinstance(layer, MemoryHop):
-            flags = [linear] * layer.seeds if isinstance(linear, bool) and layer.seeds else linear
+            seeds = len(layer.seeds or ())
+            flags = [linear] * seeds if isinstance(linear, bool) and seeds else linear
             layer.softmax_on.assign(ops.cast(ops.logical_not(ops.array(flags)), "float32"))

@@ -21,6 +21,7 @@ LABEL_KEY, PREDICTIONS_KEY = "answer_id", "probabilities"  # bAbI, for TFMA's ac
 NLL_KEY, WORDS_KEY = "nll", "words"  # language models, for TFMA's perplexity
 ACCURACY = "sparse_categorical_accuracy"  # the TFMA metric a bAbI candidate is blessed on
 PERPLEXITY = "perplexity"  # the TFMA metric a language model is blessed on (model.lm.metrics)
+ATTENTION_KEYS = ("attention", "head_attention")  # MemN2N: per hop, and per hop and head
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")  # TF Serving's name
 
 

@@ -88,10 +88,11 @@ def check_answers(outputs: dict[str, np.ndarray], batch: int) -> str:
         return "an answer is empty"
     if not np.all((probability > 0) & (probability <= 1 + 1e-6)):
         return f"probabilities outside (0, 1]: {probability.tolist()}"
+    # finite weights [B, hops, memory]; not a distribution in every model: MTA's post-softmax
+    # convolution and head mix do not renormalise (model.hop_attention)
     if (attention := outputs.get("attention")) is not None:
-        sums = attention.sum(axis=-1)  # [B, hops]
-        if attention.shape[0] != batch or not np.all(sums <= 1 + 1e-3):
-            return f"attention {attention.shape} is not [B, hops, memory] weights summing to <= 1"
+        if attention.ndim != 3 or attention.shape[0] != batch or not np.all(np.isfinite(attention)):
+            return f"attention {attention.shape} is not finite [B, hops, memory] weights"
     return ""
 
 

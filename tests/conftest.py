@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 
 import grpc
+import numpy as np
 import pytest
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
@@ -22,6 +23,18 @@ from serving.server import ModelServer
 
 SHARED_BABI = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "babi"
 
+EVERY_MTA_PIECE = {  # every Multi-Token Attention piece at once (model.hop_attention)
+    "heads": 2,
+    "slot_kernel": 3,
+    "hop_kernel": 2,
+    "post_slot_kernel": 3,
+    "post_hop_kernel": 2,
+    "head_mix": True,
+    "post_head_group": 2,
+    "head_norm": True,
+    "head_gate": True,
+    "top_k": 4,
+}
 BEAM_ARGS = ("--direct_running_mode=multi_processing", "--direct_num_workers=2")
 
 # Two stories of task 1, with a question between statements (ids count question lines too).
@@ -45,6 +58,12 @@ TASK8 = """\
 1 John got the milk.
 2 What is John carrying?\tmilk\t1
 """
+
+
+def context_windows(stream: np.ndarray, positions: np.ndarray, memory_size: int) -> np.ndarray:
+    """[B, N]: the N words before each position, most recent first, 0 before the stream."""
+    offsets = positions[:, None] - 1 - np.arange(memory_size)[None, :]
+    return np.where(offsets >= 0, stream[np.maximum(offsets, 0)], 0).astype("int32")
 
 
 def write_babi(root: pathlib.Path, files: dict[str, str], train_set: str = "en") -> pathlib.Path:

@@ -33,6 +33,7 @@ from model.lm.training import (
     train_lm,
 )
 from model.optimizers import SparseSGD
+from tests.conftest import context_windows
 
 PTB_TRAIN = " the cat sat \n the dog sat \n\n a cat ran \n"
 PTB_VALID = " the dog ran \n"
@@ -105,12 +106,6 @@ def test_beam_export_counts_tokens_and_rejects_words_outside_ptbs_closed_vocabul
     with pytest.raises(CorpusError, match=r"ptb.valid.txt:2: word\(s\) \['emu'\] never occur"):
         export_corpus("ptb", str(bad), str(tmp_path / "bad_out"))
     assert not (tmp_path / "bad_out").exists()  # nothing half-written
-
-
-def context_windows(stream: np.ndarray, positions: np.ndarray, memory_size: int) -> np.ndarray:
-    """[B, N]: the N words before each position, most recent first, 0 before the stream."""
-    offsets = positions[:, None] - 1 - np.arange(memory_size)[None, :]
-    return np.where(offsets >= 0, stream[np.maximum(offsets, 0)], 0).astype("int32")
 
 
 def test_vocabulary_and_stream():
@@ -293,12 +288,17 @@ def test_exported_lm_answers_a_prefix_and_scores_examples_as_the_benchmark_does(
     vocabulary = LMVocabulary.from_tokens("a b c d e".split() + [EOS])
     stream = token_stream([t for b in blocks for t in b.tokens], vocabulary)
     tiny = {"embedding_dim": 16, "linear_units": 8, "hops": 2, "memory_size": 5}
-    for kind, settings in (("memn2n", tiny), ("lstm", {"sequence_length": 4})):
+    mta = {**tiny, "heads": 2, "slot_kernel": 3, "hop_kernel": 2, "post_head_group": 2}
+    for name, kind, settings in (
+        ("memn2n", "memn2n", tiny),
+        ("mta", "memn2n", mta),
+        ("lstm", "lstm", {"sequence_length": 4}),
+    ):
         config = LMTrainConfig(
             model=kind, batch_size=16, learning_rate=0.1, epochs=20, jit_compile=False, **settings
         )
         model = train_lm(stream, stream, len(vocabulary), config, seed=1).model
-        export_dir = str(tmp_path / kind / "1")
+        export_dir = str(tmp_path / name / "1")
         export_lm(model, vocabulary.words, kind, config.window(), export_dir, top_k=3)
         signatures = tf.saved_model.load(export_dir).signatures
         scored = signatures["serving_examples"](examples=examples)
@@ -312,6 +312,11 @@ def test_exported_lm_answers_a_prefix_and_scores_examples_as_the_benchmark_does(
     assert out["context"].numpy().tolist()[1] == [b"c", b"<unk>", EOS.encode()] + [b""] * 5
     memn2n = tf.saved_model.load(str(tmp_path / "memn2n" / "1")).signatures["serving_default"]
     assert memn2n(prefix=tf.constant(["a b c"]))["attention"].shape == (1, 2, 5)
+    assert "head_attention" not in memn2n(prefix=tf.constant(["a b c"]))
+    heads = tf.saved_model.load(str(tmp_path / "mta" / "1")).signatures["serving_default"]
+    served = heads(prefix=tf.constant(["a b c"]))
+    assert served["head_attention"].shape == (1, 2, 2, 5)  # [B, K, H, N]
+    np.testing.assert_allclose(served["attention"], served["head_attention"].numpy().mean(axis=2))
 
 
 def test_query_prints_next_words_and_the_attention_over_the_words_in_memory():

@@ -13,16 +13,17 @@ import keras
 import numpy as np
 import pytest
 
+from model.hop_attention import MemoryHop
 from model.memn2n import (
     MemN2N,
     MemN2NConfig,
-    MemoryHop,
     RandomEmptyMemories,
     SentenceEncoder,
     set_linear_start,
     unstack,
     word_weights,
 )
+from tests.conftest import EVERY_MTA_PIECE
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = MemN2NConfig(vocab_size=30, sentence_size=5, memory_size=6, embedding_dim=8, hops=3)
@@ -114,17 +115,17 @@ def test_padding_slots_get_zero_attention(linear):
 def test_empty_slots_can_count_in_the_softmax_denominator_without_getting_attention():
     u = np.array([[1.0, 0.0]], "float32")
     memories = np.array([[[2.0, 0.0], [1.0, 0.0], [0.0, 0.0], [0.0, 0.0]]], "float32")
-    in_use = np.array([[1.0, 1.0, 0.0, 0.0]], "float32")
+    in_use = np.array([[1.0, 1.0, 0.0, 0.0]], "float32")  # p: [B, H, N], one head
     _, p = MemoryHop(empty_in_denominator=True)(u, memories, memories, in_use)
     expected = np.exp([2.0, 1.0]) / (np.exp(2.0) + np.exp(1.0) + 2 * np.exp(0.0))
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(p)[0], [*expected, 0, 0], rtol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(p)[0, 0], [*expected, 0, 0], rtol=1e-6)
     _, p = MemoryHop()(u, memories, memories, in_use)
     expected = np.exp([2.0, 1.0]) / (np.exp(2.0) + np.exp(1.0))
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(p)[0], [*expected, 0, 0], rtol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(p)[0, 0], [*expected, 0, 0], rtol=1e-6)
     far = np.array([[[-200.0, 0.0], [-201.0, 0.0]]], "float32")  # no empty slot, scores << 0
     _, p = MemoryHop(empty_in_denominator=True)(u, far, far, np.ones((1, 2), "float32"))
     expected = np.exp([0.0, -1.0]) / (1 + np.exp(-1.0))  # no 0/0 from underflow
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(p)[0], expected, rtol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(p)[0, 0], expected, rtol=1e-6)
 
 
 def story_slots(stories: int, sentences: int) -> np.ndarray:
@@ -162,12 +163,27 @@ def test_save_and_reload_give_identical_outputs(tmp_path):
         )
 
 
-@pytest.mark.parametrize("tying", ["adjacent", "layerwise"])
-def test_a_stack_is_its_seeds_side_by_side(tying, tmp_path):
+@pytest.mark.parametrize(
+    "changes",
+    [{"weight_tying": "adjacent"}, {"weight_tying": "layerwise"}, EVERY_MTA_PIECE],
+    ids=["adjacent", "layerwise", "mta"],
+)
+def test_a_stack_is_its_seeds_side_by_side(changes, tmp_path):
     """Seed s of a stack computes what seed s alone computes, on shared or per-seed inputs, and
     starts from the weights it would have in a stack of its own."""
-    config = dataclasses.replace(CONFIG, weight_tying=tying)
+    config = dataclasses.replace(CONFIG, **changes)
     stack = MemN2N(config, seeds=(1, 2, 3))
+    stack.build_from_config({})
+    own = MemN2N(config, seeds=(2,))
+    own.build_from_config({})
+    for mine, theirs in zip(own.weights, stack.weights, strict=True):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(mine)[0], keras.ops.convert_to_numpy(theirs)[1]
+        )
+    rng = np.random.default_rng(0)
+    for weight in stack.trainable_weights:  # MTA's identity starts made seed-specific
+        if weight.path.split("/")[-2].startswith("hop_"):
+            weight.assign(rng.normal(0.0, 0.5, weight.shape).astype("float32"))
     inputs = batch(stories=4, sentences=3)
     shared = {k: keras.ops.convert_to_numpy(v) for k, v in stack(inputs).items()}
     assert shared["answer_logits"].shape == (4, 3, 30) and shared["attention"].shape == (4, 3, 3, 6)
@@ -176,14 +192,9 @@ def test_a_stack_is_its_seeds_side_by_side(tying, tmp_path):
     np.testing.assert_allclose(routed[:, 0], shared["answer_logits"][::-1, 0], atol=1e-6)
     for s in range(3):
         alone = {k: keras.ops.convert_to_numpy(v) for k, v in unstack(stack, s)(inputs).items()}
+        assert alone.keys() == shared.keys()
         for name, value in alone.items():
             np.testing.assert_allclose(value, shared[name][:, s], atol=1e-6, err_msg=name)
-    own = MemN2N(config, seeds=(2,))
-    own.build_from_config({})
-    for mine, theirs in zip(own.weights, stack.weights, strict=True):
-        np.testing.assert_array_equal(
-            keras.ops.convert_to_numpy(mine)[0], keras.ops.convert_to_numpy(theirs)[1]
-        )
     stack.save(tmp_path / "stack.keras")
     reloaded = keras.saving.load_model(tmp_path / "stack.keras")(inputs)
     np.testing.assert_array_equal(

@@ -12,7 +12,8 @@ from model.babi.lstm import LSTMBaseline, story_then_question
 from model.babi.settings import LSTMConfig
 from model.babi.settings import defaults as paper_defaults
 from model.babi.training import PaperPhase, PaperSchedule, compile_memn2n, memn2n_config
-from model.memn2n import MemN2N, MemoryHop
+from model.hop_attention import MemoryHop
+from model.memn2n import MemN2N
 from model.settings import override, parse_assignments, read_settings_file
 
 

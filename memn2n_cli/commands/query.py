@@ -58,12 +58,14 @@ def query(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
         "version": version,
         "attention": outputs.get("attention", [None])[0],  # [hops, memory]
     }
+    if "head_attention" in outputs:
+        result["head_attention"] = outputs["head_attention"][0]  # [hops, heads, memory]
     if args.json:
         print(json.dumps(result))
         return 0
     print(f"answer: {answer}  (p = {result['probability']:.4f})")
     if result["attention"]:
-        print(attention_table(story, result["attention"]))
+        print(attention_table(story, result["attention"], result.get("head_attention")))
     return 0
 
 

@@ -20,6 +20,7 @@ import tensorflow_transform as tft
 from model.babi.preprocessing import ANSWERS_VOCABULARY, TOKENS_VOCABULARY
 from model.memn2n import MemN2N
 from model.signatures import (
+    ATTENTION_KEYS,
     EXAMPLES_SIGNATURE,
     PREDICTIONS_KEY,
     TEXT_SIGNATURE,
@@ -89,8 +90,9 @@ class BabiServingModule(tf.Module):
             "probability": tf.reduce_max(probabilities, axis=-1),
             PREDICTIONS_KEY: probabilities,
         }
-        if "attention" in outputs:
-            result["attention"] = tf.cast(outputs["attention"], tf.float32)  # [B, K, N]
+        for name in ATTENTION_KEYS:  # [B, K, N], and with heads [B, K, H, N]
+            if name in outputs:
+                result[name] = tf.cast(outputs[name], tf.float32)
         return result
 
     @tf.function(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from model.attention_settings import HopAttention
 from model.settings import (
     MODELS,
     Encoding,
@@ -22,8 +23,9 @@ DEFAULT_MEMORY_SIZE, DEFAULT_SENTENCE_SIZE = 50, 12  # N sentences, J words (Tra
 
 
 @dataclasses.dataclass(frozen=True)
-class BabiTrainConfig:
-    """The paper's bAbI settings (section 4.2); `defaults(mode)` gives single or joint."""
+class BabiTrainConfig(HopAttention):
+    """The paper's bAbI settings (section 4.2); `defaults(mode)` gives single or joint. The
+    hops' Multi-Token Attention fields (HopAttention) are off by default."""
 
     embedding_dim: int = 20  # d: 20 single-task, 50 joint
     hops: int = 3
@@ -71,6 +73,7 @@ class BabiTrainConfig:
         )
         if self.learning_rate <= 0 or self.linear_start_learning_rate <= 0:
             raise ValueError("learning rates must be positive")
+        self.check_attention(self.embedding_dim)
 
 
 @dataclasses.dataclass(frozen=True)

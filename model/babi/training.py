@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import keras
 import numpy as np
 
+from model.attention_settings import attention_of
 from model.babi.batches import SentenceBatches
 from model.babi.inputs import BabiArrays
 from model.babi.lstm import LSTMBaseline
@@ -38,6 +39,7 @@ def memn2n_config(config: BabiTrainConfig, vocab_size: int, sentence_size: int) 
         random_noise=config.random_noise,
         weight_tying=config.weight_tying,
         init_stddev=config.init_stddev,
+        **attention_of(config),
     )
 
 

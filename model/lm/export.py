@@ -20,6 +20,7 @@ from ingest.lm.corpus import UNK
 from model.lm.inputs import PAD, stream_start_id
 from model.settings import ModelKind
 from model.signatures import (
+    ATTENTION_KEYS,
     EXAMPLES_SIGNATURE,
     NLL_KEY,
     TEXT_SIGNATURE,
@@ -115,8 +116,9 @@ class LMServingModule(tf.Module):
             "probabilities": best.values,  # [B, k]
             "context": tf.where(context > 0, tf.gather(self.words, context), ""),  # [B, W]
         }
-        if "attention" in outputs:
-            result["attention"] = tf.cast(outputs["attention"], tf.float32)  # [B, K, N]
+        for name in ATTENTION_KEYS:  # [B, K, N], and with heads [B, K, H, N]
+            if name in outputs:
+                result[name] = tf.cast(outputs[name], tf.float32)
         return result
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])

@@ -14,14 +14,16 @@ import dataclasses
 import keras
 from keras import ops
 
-from model.memn2n import MemoryHop, SentenceEncoder, TemporalEncoding
+from model.attention_settings import HopAttention, attention_of
+from model.hop_attention import HopTrace, MemoryHop, attention_outputs, split_heads
+from model.memn2n import SentenceEncoder, TemporalEncoding
 from model.serialization import ConfiguredModel
 from model.settings import check_positive
 
 
 @dataclasses.dataclass(frozen=True)
-class MemN2NLMConfig:
-    """The PTB defaults of the paper: d=150, 6 hops, memory 100."""
+class MemN2NLMConfig(HopAttention):
+    """The PTB defaults of the paper: d=150, 6 hops, memory 100 (and MTA's fields, off)."""
 
     vocab_size: int
     memory_size: int = 100  # N previous words
@@ -35,6 +37,7 @@ class MemN2NLMConfig:
         check_positive(self, ("vocab_size", "memory_size", "embedding_dim", "hops"))
         if not 0 <= self.linear_units <= self.embedding_dim:
             raise ValueError(f"linear_units {self.linear_units} must be in [0, embedding_dim]")
+        self.check_attention(self.embedding_dim)
 
 
 def relu_half(u, linear_units: int):
@@ -58,6 +61,20 @@ def spread_band(over_band, span_size: int):
     padded = ops.pad(over_band, [[0, 0], [0, 0], [0, span_size + 1 - memory_size]])
     flat = ops.reshape(padded, (-1, run_length * (span_size + 1)))[:, : run_length * span_size]
     return ops.reshape(flat, (-1, run_length, span_size))
+
+
+def swap_heads(x):
+    """[G, A, B, *] -> [G, B, A, *] (heads and window positions); a reshape when one is 1."""
+    if 1 in x.shape[1:3]:
+        return ops.reshape(x, (ops.shape(x)[0], x.shape[2], x.shape[1], x.shape[3]))
+    return ops.transpose(x, (0, 2, 1, 3))
+
+
+def per_head(band, x, size: int):
+    """`window_band` or `spread_band` of each head: x [G, H, L, *] -> [G, H, L, size]."""
+    groups, heads, run_length, width = ops.shape(x)[0], x.shape[1], x.shape[2], x.shape[3]
+    banded = band(ops.reshape(x, (-1, run_length, width)), size)
+    return ops.reshape(banded, (groups, heads, run_length, size))
 
 
 @keras.saving.register_keras_serializable(package="memn2n")
@@ -88,7 +105,11 @@ class MemN2NLM(ConfiguredModel):
         self.t_c = TemporalEncoding(n, d, stddev, name="temporal_c")
         self.h = keras.layers.Dense(d, use_bias=False, kernel_initializer=normal, name="H")
         self.w = keras.layers.Dense(v, use_bias=False, kernel_initializer=normal, name="W")
-        self.hops = [MemoryHop(name=f"hop_{i + 1}") for i in range(config.hops)]
+        attention = HopAttention(**attention_of(config))
+        self.hops = [
+            MemoryHop(attention=attention, dim=d, init_stddev=stddev, name=f"hop_{i + 1}")
+            for i in range(config.hops)
+        ]
 
     def build(self, input_shape) -> None:
         """The memory layers, in the order their first use made them (so a seed's initial
@@ -102,25 +123,31 @@ class MemN2NLM(ConfiguredModel):
             return {name: ops.squeeze(value, axis=1) for name, value in outputs.items()}
         span = inputs["span"]  # [G, S], S = N + L - 1
         config = self.config
-        n, d, span_size = config.memory_size, config.embedding_dim, span.shape[-1]
+        n, d, heads = config.memory_size, config.embedding_dim, config.heads
+        span_size = span.shape[-1]
         run_length = span_size - n + 1
         in_span = ops.cast(ops.not_equal(span, 0), "float32")  # [G, S]
         words, weights = ops.expand_dims(span, -1), (in_span[..., None, None], None)
-        keys, values = self.a(words, weights), self.c(words, weights)  # A x, C x: [G, S, d]
+        keys = split_heads(self.a(words, weights), heads)  # A x: [G, S, H, d / H]
+        values = split_heads(self.c(words, weights), heads)  # C x
         # inside, slots are oldest first (window_band's order): T rows reversed, p flipped back
         in_use = window_band(ops.repeat(in_span[:, None, :], run_length, axis=1), n)  # [G, L, N]
-        t_a, t_c = ops.flip(self.t_a.table, axis=0), ops.flip(self.t_c.table, axis=0)  # [N, d]
+        t_a = split_heads(ops.flip(self.t_a.table, axis=0), heads)  # [N, H, d / H]
+        t_c = split_heads(ops.flip(self.t_c.table, axis=0), heads)
         u = ops.full((ops.shape(span)[0], run_length, d), config.query_value)  # [G, L, d]
-        attention = []
+        attention, trace = [], HopTrace()
         for hop in self.hops:
-            scores = window_band(ops.einsum("gld,gsd->gls", u, keys), n)
-            scores = scores + ops.einsum("gld,nd->gln", u, t_a)  # u (A x_i + T_A(i))
-            p = hop.attend(scores, in_use)  # [G, L, N]
-            o = ops.einsum("gls,gsd->gld", spread_band(p, span_size), values)
-            o = o + ops.einsum("gln,nd->gld", p, t_c)  # sum_i p_i (C x_i + T_C(i))
+            query = split_heads(u, heads)  # [G, L, H, d / H]
+            over_span = ops.einsum("glhd,gshd->ghls", query, keys)  # [G, H, L, S]
+            scores = swap_heads(per_head(window_band, over_span, n))  # [G, L, H, N]
+            scores = scores + ops.einsum("glhd,nhd->glhn", query, t_a)  # u (A x_i + T_A(i))
+            p = hop.attend(scores, in_use, trace)  # [G, L, H, N]
+            over_span = per_head(spread_band, swap_heads(p), span_size)
+            o = ops.einsum("ghls,gshd->glhd", over_span, values)
+            o = o + ops.einsum("glhn,nhd->glhd", p, t_c)  # sum_i p_i (C x_i + T_C(i))
             attention.append(ops.flip(p, axis=-1))  # slot 0 = the previous word
-            u = relu_half(self.h(u) + o, config.linear_units)
-        return {"logits": self.w(u), "attention": ops.stack(attention, axis=-2)}
+            u = relu_half(self.h(u) + hop.read_out(o), config.linear_units)
+        return {"logits": self.w(u), **attention_outputs(attention)}
 
     def build_from_config(self, build_config: dict) -> None:
         self({"context": ops.zeros((1, self.config.memory_size), "int32")})

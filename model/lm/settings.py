@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Literal
 
+from model.attention_settings import HopAttention
 from model.settings import (
     MODELS,
     REDUCTIONS,
@@ -24,9 +25,10 @@ PAPER = {  # the paper's PTB figures: MemN2N's best row (7 hops, memory 200) and
 
 
 @dataclasses.dataclass(frozen=True)
-class LMTrainConfig:
+class LMTrainConfig(HopAttention):
     """Paper defaults for PTB (section 5). `model` picks MemN2N or the LSTM baseline; the LSTM
-    reads `sequence_length` words per window and uses `lstm_*` sizes."""
+    reads `sequence_length` words per window and uses `lstm_*` sizes. MemN2N's hops take the
+    Multi-Token Attention fields of HopAttention (off by default)."""
 
     model: ModelKind = "memn2n"
     embedding_dim: int = 150  # d
@@ -72,6 +74,7 @@ class LMTrainConfig:
         check_choice("loss_reduction", self.loss_reduction, REDUCTIONS)
         if self.anneal_factor <= 1 or self.learning_rate <= 0:
             raise ValueError("anneal_factor must be above 1 and learning_rate positive")
+        self.check_attention(self.embedding_dim)
 
     def window(self) -> int:
         """Words a served model reads: MemN2N's memory, or the LSTM's warm-up and sequence."""

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 import keras
 import numpy as np
 
+from model.attention_settings import attention_of
 from model.checkpoint import Checkpoints, fingerprint
 from model.engine import Report, Schedule, TrainResult, compile_model, fit
 from model.lm.inputs import RunBatches, SequenceBatches
@@ -36,6 +37,7 @@ def build_model(config: LMTrainConfig, vocab_size: int, seed: int) -> keras.Mode
         config.hops,
         config.linear_units,
         init_stddev=config.init_stddev,
+        **attention_of(config),
     )
     return MemN2NLM(memn2n, seed=seed)
 
