@@ -1,4 +1,4 @@
-"""`memn2n bench babi|lm|serve`: benchmarks that write JSON results."""
+"""`memn2n bench babi|longmem|lm|speed|serve`: benchmarks that write JSON results."""
 
 from __future__ import annotations
 
@@ -53,6 +53,39 @@ def bench_babi(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
         f"{len(result['failed_tasks'])} {result['failed_tasks']}; "
         f"{result['train_examples_per_sec']:.0f} training examples/s; wrote {args.out}"
     )
+    return 0
+
+
+def bench_longmem(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
+    babi_dir = args.babi_dir or os.path.join(args.data_root, "babi")
+    ptb_dir = args.ptb_dir or os.path.join(args.data_root, "ptb")
+    find_task_files(babi_dir, "en", [])  # a wrong folder fails before imports
+
+    from model.babi.longmem import VARIANTS, longmem_defaults, run_longmem_benchmark
+    from model.settings import apply_overrides
+
+    config = apply_overrides(longmem_defaults(), args.config, {"epochs": args.epochs}, args.set)
+    with Elapsed("bench longmem"):
+        result = run_longmem_benchmark(
+            babi_dir,
+            ptb_dir,
+            args.tasks,
+            args.memory,
+            args.placements,
+            args.variants or list(VARIANTS),
+            args.seeds,
+            config,
+            args.out,
+            args.resume,
+            report_progress,
+        )
+    print(f"{'task':>4} {'N':>6} {'placement':<10} {'variant':<18} {'accuracy %':>10}")
+    for unit in result["units"]:
+        print(
+            f"{unit['task']:>4} {unit['memory']:>6} {unit['placement']:<10} "
+            f"{unit['variant']:<18} {unit['accuracy']:>10.1f}"
+        )
+    print(f"wrote {args.out} and {os.path.splitext(args.out)[0]}.png")
     return 0
 
 
@@ -147,6 +180,16 @@ def bench_speed(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     return 0
 
 
+def number_list(text: str) -> list[int]:
+    """ "50,200" -> [50, 200]."""
+    return [int(n) for n in text.split(",")]
+
+
+def name_list(text: str) -> list[str]:
+    """ "plain,top-k" -> ["plain", "top-k"]."""
+    return [name.strip() for name in text.split(",")]
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     bench = commands.add_parser("bench", help="benchmarks that write JSON results")
     benchmarks = bench.add_subparsers(dest="benchmark", required=True)
@@ -164,6 +207,29 @@ def register(commands: argparse._SubParsersAction) -> None:
     babi.add_argument("--out", required=True, help="result JSON file")
     add_checkpoint_flags(babi)
     babi.set_defaults(run=bench_babi)
+
+    longmem = benchmarks.add_parser(
+        "longmem", help="accuracy against memory size: bAbI stories among PTB distractors"
+    )
+    longmem.add_argument(
+        "--data-root", default="../shared/data", help="folder holding babi/ and ptb/"
+    )
+    longmem.add_argument("--babi-dir", help="folder holding en/ (default: DATA_ROOT/babi)")
+    longmem.add_argument("--ptb-dir", help="folder holding ptb.*.txt (default: DATA_ROOT/ptb)")
+    longmem.add_argument("--tasks", type=task_list, default=[1, 2, 3, 4, 5], help="e.g. 1-5")
+    longmem.add_argument(
+        "--memory", type=number_list, default=[50, 100, 200, 500, 1000], help="sizes N, e.g. 50,200"
+    )
+    longmem.add_argument("--placements", type=name_list, default=["scattered", "block"])
+    longmem.add_argument(
+        "--variants", type=name_list, default=None, help="comma-separated (default: all of them)"
+    )
+    longmem.add_argument("--seeds", type=int, default=3, help="models per unit, side by side")
+    longmem.add_argument("--epochs", type=int, help="training epochs per unit (default 100)")
+    add_settings_overrides(longmem)
+    longmem.add_argument("--out", required=True, help="result JSON file (the plot beside it)")
+    longmem.add_argument("--resume", action="store_true", help="keep the units OUT already has")
+    longmem.set_defaults(run=bench_longmem)
 
     lm = benchmarks.add_parser("lm", help="language modelling: perplexity on PTB or Text8")
     add_corpus(lm, required=True, help="the corpus")

@@ -17,6 +17,13 @@ from model.stacking import SeedBatches
 TABLE_ROWS_STEP = 64  # tables padded to a multiple of this: few shapes, so few XLA compiles
 
 
+def table_rows(rows: int) -> int:
+    """`rows` rounded up to a multiple of TABLE_ROWS_STEP, or of 1/16 of its power of two when
+    larger (long memories: at most 16 table shapes, so compiles, per doubling of the rows)."""
+    step = max(TABLE_ROWS_STEP, 1 << max(rows.bit_length() - 5, 0))
+    return -(-rows // step) * step
+
+
 class SentenceBatches(SeedBatches):
     """({"sentences": [S, U, J], "slots": [B, S, N], "query": [B, S, J]}, {output: [B, S]}):
     seed s's batch reads its stories' sentences as rows of its own table (row 0 empty)."""
@@ -32,16 +39,20 @@ class SentenceBatches(SeedBatches):
         self.sentences, ids = np.unique(rows, axis=0, return_inverse=True)  # row 0: no words
         self.sentence_ids = ids.reshape(-1)[1:].reshape(count, memory).astype("int32")
 
+    def memory_rows(self) -> np.ndarray:
+        """[M, N]: each question's memory slots as rows of `sentences` (0: empty) this epoch."""
+        return self.sentence_ids
+
     def __getitem__(self, index: int):
         inputs, targets = super().__getitem__(index)
         rows = self.order()[index * self.batch_size : (index + 1) * self.batch_size]  # [B, S]
-        ids = self.sentence_ids[rows]  # [B, S, N]
+        ids = self.memory_rows()[rows]  # [B, S, N]
         tables, slots = [], []
         for seed in range(len(self.seeds)):
             used, inverse = np.unique(np.append(0, ids[:, seed]), return_inverse=True)
             tables.append(used)
             slots.append(inverse.reshape(-1)[1:].reshape(ids[:, seed].shape))
-        size = -(-max(len(t) for t in tables) // TABLE_ROWS_STEP) * TABLE_ROWS_STEP
+        size = table_rows(max(len(t) for t in tables))
         sentences = np.zeros((len(tables), size, self.sentences.shape[1]), "int32")
         for seed, used in enumerate(tables):
             sentences[seed, : len(used)] = self.sentences[used]

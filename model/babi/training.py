@@ -191,17 +191,21 @@ def train_memn2n(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     checkpoints: Checkpoints | None = None,
     name: str = "memn2n",
+    batches: SentenceBatches | None = None,
 ) -> list[TrainResult]:
     """Train one MemN2N per seed, all in one stack, on `train_data`, using `val` for the LS
     switch; each result holds its seed's model, epochs, share of the time and validation.
-    With `checkpoints`, the stack's run `name` is saved each epoch and resumed from there."""
+    With `checkpoints`, the stack's run `name` is saved each epoch and resumed from there.
+    `batches` (of `train_data`'s questions) replaces the default ones, e.g. to redraw the
+    memories each epoch."""
     seeds = tuple(seeds)
     keras.utils.set_random_seed(seeds[0])
     sentence_size = train_data.story.shape[-1]
     stack = MemN2N(memn2n_config(config, vocab_size, sentence_size), seeds=seeds)
     compile_memn2n(stack, config, len(seeds))
     schedule = PaperSchedule(config, len(seeds), val)
-    batches = SentenceBatches(train_data, seeds, config.batch_size, OUTPUT)
+    if batches is None:
+        batches = SentenceBatches(train_data, seeds, config.batch_size, OUTPUT)
     checkpoint = open_checkpoint(checkpoints, name, config, seeds, train_data, val, schedule)
     result = fit(
         stack,

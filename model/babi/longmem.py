@@ -1,0 +1,265 @@
+"""`memn2n bench longmem`: how a memory network's accuracy falls as its memory grows, with plain
+softmax hops and with each Multi-Token Attention variant (model.hop_attention).
+
+Every (task, memory size N, placement, variant) is one unit: `seeds` single-task models trained
+side by side on haystacks (model.babi.haystack) redrawn each epoch, one selected by validation
+error, all tested. The JSON is rewritten after each unit, so an interrupted run resumes where it
+stopped; a PNG plot is written beside it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import statistics
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+from model.babi.batches import SentenceBatches
+from model.babi.benchmark import FAILED_ABOVE, SELECTION_RULE, select_seed
+from model.babi.haystack import PLACEMENTS, Haystack, HaystackSplit, Placement, haystack_splits
+from model.babi.settings import BabiTrainConfig, defaults
+from model.babi.training import OUTPUT, train_memn2n
+from model.benchmark import environment
+from model.settings import check_choice
+from model.stacking import SeedBatches
+
+VARIANTS: dict[
+    str, dict[str, Any]
+] = {  # the hops' attention of each variant (model.attention_settings.HopAttention)
+    "plain": {},
+    "slot-conv": {"slot_kernel": 3},
+    "slot-hop-conv": {"slot_kernel": 3, "hop_kernel": 2},
+    "post-conv": {"post_slot_kernel": 3},
+    "heads-mixed": {"heads": 2, "head_mix": True, "post_head_group": 2},
+    "top-k": {"top_k": 10},
+}
+ROWS_PER_CALL = 1 << 16  # memory slots per scoring call: bounds its [B N, d] embeddings
+
+
+def longmem_defaults() -> BabiTrainConfig:
+    """The paper's single-task settings without random noise (every memory is full) and without
+    linear start (so that a run of E epochs is E epochs; `--set linear_start=true` puts it back)."""
+    return dataclasses.replace(
+        defaults("single"), random_noise=0.0, linear_start=False, fit_memory_to_data=False
+    )
+
+
+class HaystackBatches(SentenceBatches):
+    """A stack's training batches whose memories are redrawn every epoch."""
+
+    def __init__(
+        self, draw: Callable[[int], Haystack], seeds: Sequence[int], batch_size: int
+    ) -> None:
+        first = draw(0)  # the table and the rows come from the draws, not from stories
+        SeedBatches.__init__(
+            self, {"query": first.query}, {OUTPUT: first.answer}, seeds, batch_size
+        )
+        self.draw, self.sentences, self.drawn = draw, first.table, (0, first.slots)
+
+    def memory_rows(self) -> np.ndarray:
+        if self.drawn[0] != self.epoch:
+            self.drawn = (self.epoch, self.draw(self.epoch).slots)
+        return self.drawn[1]
+
+
+def score(model: keras.Model, haystack: Haystack) -> tuple[np.ndarray, np.ndarray]:
+    """Answer ids [M] and attention [M, K, N] of one model on `haystack`."""
+    step = max(1, ROWS_PER_CALL // haystack.slots.shape[1])
+    answers, attention = [], []
+    for start in range(0, len(haystack.answer), step):
+        rows = slice(start, start + step)
+        inputs = {"sentences": haystack.table, "slots": haystack.slots[rows]}
+        outputs = model({**inputs, "query": haystack.query[rows]}, training=False)
+        answers.append(keras.ops.convert_to_numpy(outputs[OUTPUT]).argmax(-1))
+        attention.append(keras.ops.convert_to_numpy(outputs["attention"]))
+    return np.concatenate(answers), np.concatenate(attention)
+
+
+def test_figures(answers: np.ndarray, attention: np.ndarray, haystack: Haystack) -> dict:
+    """Accuracy, and per hop the attention mass on the supporting facts, averaged over the
+    questions; for block placement the accuracy at each depth too."""
+    correct = answers == haystack.answer
+    mass = (attention * haystack.supporting[:, None, :]).sum(-1).mean(0)  # [K]
+    figures = {
+        "accuracy": round(100.0 * float(correct.mean()), 2),
+        "attention_on_support": [round(float(m), 4) for m in mass],
+    }
+    if not np.isnan(haystack.depth).all():
+        figures["accuracy_by_depth"] = {
+            f"{depth:g}": round(100.0 * float(correct[haystack.depth == depth].mean()), 2)
+            for depth in np.unique(haystack.depth)
+        }
+    return figures
+
+
+def train_unit(
+    splits: dict[str, HaystackSplit],
+    vocab_size: int,
+    memory: int,
+    placement: Placement,
+    config: BabiTrainConfig,
+    seeds: int,
+    report: Callable[[str], None],
+) -> dict:
+    """One unit: train the stack, select a seed by validation, test every seed."""
+    train, val = splits["train"], splits["eval"].haystack(memory, placement).arrays()
+    test = splits["test"].haystack(memory, placement)
+    results = train_memn2n(
+        train.haystack(memory, placement).arrays(),
+        val,
+        vocab_size,
+        dataclasses.replace(config, memory_size=memory),
+        range(1, seeds + 1),
+        batches=HaystackBatches(
+            lambda epoch: train.haystack(memory, placement, epoch),
+            range(1, seeds + 1),
+            config.batch_size,
+        ),
+    )
+    per_seed = []
+    for seed, result in enumerate(results, start=1):
+        epoch_seconds = [record["seconds"] for record in result.history]
+        per_seed.append(
+            {
+                "seed": seed,
+                "val_error": round(result.validation["error"], 2),
+                "val_loss": round(result.validation["loss"], 5),
+                **test_figures(*score(result.model, test), test),
+                "epochs": len(result.history),
+                "seconds_per_epoch": round(statistics.median(epoch_seconds), 2),
+            }
+        )
+    best = select_seed(per_seed)
+    accuracies = [run["accuracy"] for run in per_seed]
+    report(
+        f"  selected seed {best['seed']}: test accuracy {best['accuracy']:.1f}% "
+        f"(seeds {min(accuracies):.1f}-{max(accuracies):.1f}), attention on the supporting "
+        f"facts by hop {best['attention_on_support']}"
+    )
+    return {
+        "selected_seed": best["seed"],
+        "accuracy": best["accuracy"],
+        "failed": bool(100.0 - best["accuracy"] > FAILED_ABOVE),
+        "attention_on_support": best["attention_on_support"],
+        **({"accuracy_by_depth": best["accuracy_by_depth"]} if "accuracy_by_depth" in best else {}),
+        "accuracy_spread": {
+            "min": min(accuracies),
+            "median": statistics.median(accuracies),
+            "max": max(accuracies),
+        },
+        "seconds_per_epoch": best["seconds_per_epoch"],
+        "test_sha256": test.digest(),
+        "per_seed": per_seed,
+    }
+
+
+def run_longmem_benchmark(
+    babi_dir: str,
+    ptb_dir: str,
+    tasks: Sequence[int],
+    memories: Sequence[int],
+    placements: Sequence[Placement],
+    variants: Sequence[str],
+    seeds: int,
+    config: BabiTrainConfig,
+    out: str,
+    resume: bool = False,
+    report: Callable[[str], None] = print,
+) -> dict:
+    """Every unit of tasks x memories x placements x variants, the JSON at `out` rewritten after
+    each (with `resume`, the units already there are kept and not rerun), then the plot."""
+    for placement in placements:
+        check_choice("placement", placement, PLACEMENTS)
+    for variant in variants:
+        check_choice("variant", variant, tuple(VARIANTS))
+    if seeds < 1 or min(memories, default=0) < 1:
+        raise ValueError("seeds and every memory size must be at least 1")
+    units: list[dict] = []
+    record = {
+        "benchmark": "longmem",
+        "tasks": list(tasks),
+        "memories": list(memories),
+        "placements": list(placements),
+        "variants": {name: VARIANTS[name] for name in variants},
+        "seeds": seeds,
+        "config": dataclasses.asdict(config),
+        "selection": SELECTION_RULE,
+        "environment": environment(),
+        "units": units,
+    }
+    if resume and os.path.exists(out):
+        with open(out) as f:
+            units.extend(json.load(f)["units"])
+    done = {(u["task"], u["memory"], u["placement"], u["variant"]) for u in units}
+    for task in tasks:
+        splits, vocabulary = haystack_splits(babi_dir, ptb_dir, [task])
+        for memory in memories:
+            for placement in placements:
+                for variant in variants:
+                    if (task, memory, placement, variant) in done:
+                        continue
+                    report(f"qa{task}, memory {memory}, {placement}, {variant}:")
+                    settings = dataclasses.replace(config, **VARIANTS[variant])
+                    unit = train_unit(
+                        splits, len(vocabulary), memory, placement, settings, seeds, report
+                    )
+                    key = {"task": task, "memory": memory, "placement": placement}
+                    units.append({**key, "variant": variant, **unit})
+                    write_json(record, out)
+    write_json(record, out)
+    plot(record, os.path.splitext(out)[0] + ".png")
+    return record
+
+
+def write_json(record: dict, path: str) -> None:
+    """`record` at `path`, replaced whole (a half-written file never stands there)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    partial = f"{path}.partial"
+    with open(partial, "w") as f:
+        json.dump(record, f, indent=1)
+    os.replace(partial, path)
+
+
+def plot(record: dict, path: str) -> None:
+    """Accuracy and attention mass on the supporting facts (mean over hops) against N, the
+    tasks averaged: one line per variant, one column per placement."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    placements = record["placements"]
+    figure, axes = pyplot.subplots(2, len(placements), figsize=(6 * len(placements), 8))
+    axes = np.asarray(axes).reshape(2, len(placements))
+    for column, placement in enumerate(placements):
+        for variant in record["variants"]:
+            units = [
+                u for u in record["units"] if (u["placement"], u["variant"]) == (placement, variant)
+            ]
+            memories = sorted({u["memory"] for u in units})
+            for row, figure_of in enumerate(
+                (lambda u: u["accuracy"], lambda u: float(np.mean(u["attention_on_support"])))
+            ):
+                means = [
+                    statistics.fmean(figure_of(u) for u in units if u["memory"] == m)
+                    for m in memories
+                ]
+                axes[row, column].plot(memories, means, marker="o", label=variant)
+        tasks = ", ".join(f"qa{t}" for t in record["tasks"])
+        axes[0, column].set_title(f"{placement} ({tasks}, selected seeds)")
+        axes[0, column].set_ylabel("test accuracy %")
+        axes[1, column].set_ylabel("attention on supporting facts (mean over hops)")
+        for row in range(2):
+            axes[row, column].set_xscale("log")
+            axes[row, column].set_xticks(record["memories"], [str(m) for m in record["memories"]])
+            axes[row, column].set_xlabel("memory size N (sentences)")
+            axes[row, column].grid(True, alpha=0.3)
+        axes[0, column].legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    pyplot.close(figure)

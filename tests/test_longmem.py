@@ -1,0 +1,131 @@
+"""The long-memory benchmark: bAbI stories among PTB distractors (model.babi.haystack) and
+`memn2n bench longmem` (model.babi.longmem)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+
+from memn2n_cli.main import main
+from model.babi.haystack import CHUNK_WORDS, entity_words, haystack_splits, read_questions
+from model.babi.longmem import HaystackBatches
+from tests.conftest import fixture_files, write_babi
+
+PTB_LINES = [  # 14 words: two chunks; one line names a task entity, one a place
+    "the company said its shares rose in heavy trading as investors bought the stock",
+    "mary said the board met",
+    "analysts expect the bathroom market to grow",
+    "prices fell sharply last week",
+    "the federal reserve held rates steady",
+]
+
+
+def write_data(root: pathlib.Path) -> tuple[str, str]:
+    """A bAbI folder (tasks 1 and 8) and a PTB folder whose three splits hold PTB_LINES."""
+    babi = write_babi(root / "babi", fixture_files(stories_per_file=10))
+    ptb = root / "ptb"
+    ptb.mkdir()
+    for name in ("ptb.train.txt", "ptb.valid.txt", "ptb.test.txt"):
+        (ptb / name).write_text("".join(f" {line} \n" for line in PTB_LINES))
+    return str(babi), str(ptb)
+
+
+def words_of(table_row: np.ndarray, vocabulary: list[str]) -> list[str]:
+    return [vocabulary[i] for i in table_row if i]
+
+
+def test_distractors_hold_no_entity_and_at_most_twelve_words(tmp_path):
+    babi, ptb = write_data(tmp_path)
+    blocked = entity_words(q for split in read_questions(babi, "en", [1]).values() for q in split)
+    assert {"mary", "john", "daniel", "sandra", "bathroom", "hallway", "garden"} <= blocked
+    assert not {"where", "is", "moved", "the"} & blocked  # written in lower case too, or verbs
+    splits, vocabulary = haystack_splits(babi, ptb, [1])
+    test = splits["test"]
+    chunks = [words_of(row, vocabulary) for row in test.table[test.first_chunk :]]
+    assert chunks == [PTB_LINES[0].split()[:CHUNK_WORDS], PTB_LINES[0].split()[CHUNK_WORDS:]] + [
+        line.split() for line in PTB_LINES[3:]
+    ]
+
+
+@pytest.mark.parametrize("placement", ["scattered", "block"])
+def test_every_memory_is_full_with_the_story_in_order_and_its_supporting_facts_marked(
+    tmp_path, placement
+):
+    babi, ptb = write_data(tmp_path)
+    splits, vocabulary = haystack_splits(babi, ptb, [1])
+    test = splits["test"]
+    haystack = test.haystack(20, placement)
+    assert haystack.slots.shape == (3, 20) and np.all(haystack.slots > 0)
+    for i, question in enumerate(test.questions):
+        fact_slots = [s for s in range(20) if haystack.slots[i, s] < test.first_chunk]
+        kept = question.story[-50:]
+        recent_first = [
+            " ".join(words_of(test.table[haystack.slots[i, s]], vocabulary)) for s in fact_slots
+        ]
+        assert recent_first == [f"{s[:-1].lower()} ." for s in reversed(kept)]  # order kept
+        [support] = np.flatnonzero(haystack.supporting[i])
+        assert haystack.slots[i, support] == test.fact_rows[i][question.supporting_facts[0]]
+        if placement == "block":  # question 0 at depth 0: the oldest slots; 1 at depth 25%
+            depth = [0.0, 0.25, 0.5][i]
+            assert haystack.depth[i] == depth
+            oldest = 20 - 1 - max(fact_slots)
+            assert oldest == round(depth * (20 - len(kept)))
+            assert fact_slots == list(range(min(fact_slots), max(fact_slots) + 1))
+
+
+def test_draws_are_fixed_for_test_and_fresh_each_training_epoch(tmp_path):
+    babi, ptb = write_data(tmp_path)
+    splits, _ = haystack_splits(babi, ptb, [1])
+    test, train = splits["test"], splits["train"]
+    assert (
+        test.haystack(20, "scattered", epoch=3).digest() == test.haystack(20, "scattered").digest()
+    )
+    first, again = train.haystack(20, "scattered", 1), train.haystack(20, "scattered", 1)
+    np.testing.assert_array_equal(first.slots, again.slots)
+    assert not np.array_equal(first.slots, train.haystack(20, "scattered", 2).slots)
+    assert test.haystack(20, "scattered").digest() != test.haystack(30, "scattered").digest()
+    batches = HaystackBatches(lambda epoch: train.haystack(20, "scattered", epoch), [1], 8)
+    epoch0 = batches[0][0]
+    batches.epoch = 1
+    epoch1 = batches[0][0]
+    assert not np.array_equal(
+        epoch1["sentences"][0][epoch1["slots"][:, 0]], epoch0["sentences"][0][epoch0["slots"][:, 0]]
+    )
+
+
+def test_a_missing_ptb_file_is_named(tmp_path):
+    babi, ptb = write_data(tmp_path)
+    (pathlib.Path(ptb) / "ptb.valid.txt").unlink()
+    with pytest.raises(FileNotFoundError, match="ptb.valid.txt"):
+        haystack_splits(babi, ptb, [1])
+
+
+@pytest.mark.e2e
+def test_bench_longmem_writes_the_curve_and_its_plot_and_resumes(tmp_path, capsys):
+    babi, ptb = write_data(tmp_path)
+    out = tmp_path / "longmem.json"
+    args = ["bench", "longmem", "--babi-dir", babi, "--ptb-dir", ptb, "--tasks", "1"]
+    args += ["--memory", "20", "--epochs", "1", "--seeds", "2", "--out", str(out)]
+    assert main([*args, "--variants", "plain"]) == 0
+    record = json.loads(out.read_text())
+    assert [(u["placement"], u["variant"]) for u in record["units"]] == [
+        ("scattered", "plain"),
+        ("block", "plain"),
+    ]
+    unit = record["units"][1]
+    assert [run["seed"] for run in unit["per_seed"]] == [1, 2] and unit["selected_seed"] in (1, 2)
+    assert len(unit["attention_on_support"]) == 3 and set(unit["accuracy_by_depth"]) == {
+        "0",
+        "0.25",
+        "0.5",
+    }
+    assert record["config"]["random_noise"] == 0.0 and len(unit["test_sha256"]) == 64
+    assert (tmp_path / "longmem.png").read_bytes()[:4] == b"\x89PNG"
+    main([*args, "--variants", "plain,slot-conv", "--placements", "scattered", "--resume"])
+    resumed = json.loads(out.read_text())
+    assert resumed["units"][:2] == record["units"]  # kept, not rerun
+    assert [u["variant"] for u in resumed["units"]] == ["plain", "plain", "slot-conv"]
+    assert "slot-conv" in capsys.readouterr().out
