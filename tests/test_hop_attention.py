@@ -277,3 +277,16 @@ def test_query_shows_each_heads_attention_after_its_hop():
     assert next_words_table(outputs).splitlines()[-1] == (
         "cat              0.500  0.750  0.250  0.500  1.000  0.000"
     )
+
+
+def test_the_trainers_take_each_piece_as_a_setting_and_name_a_wrong_one():
+    from model.babi.settings import trainer_settings as babi_settings
+    from model.lm.settings import trainer_settings as lm_settings
+
+    babi = babi_settings({"settings": {"slot_kernel": 5, "heads": 2}, "memory_size": 50})
+    assert (babi.slot_kernel, babi.heads) == (5, 2)
+    assert lm_settings({"corpus": "ptb", "settings": {"hop_kernel": 3}}).hop_kernel == 3
+    with pytest.raises(ValueError, match="slot_kernel must be odd"):
+        babi_settings({"settings": {"slot_kernel": 4}, "memory_size": 50})
+    with pytest.raises(ValueError, match="heads 4 must divide embedding_dim 150"):
+        lm_settings({"corpus": "ptb", "settings": {"heads": 4}})

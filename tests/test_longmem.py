@@ -129,3 +129,6 @@ def test_bench_longmem_writes_the_curve_and_its_plot_and_resumes(tmp_path, capsy
     assert resumed["units"][:2] == record["units"]  # kept, not rerun
     assert [u["variant"] for u in resumed["units"]] == ["plain", "plain", "slot-conv"]
     assert "slot-conv" in capsys.readouterr().out
+    assert resumed["placements"] == ["block", "scattered"]
+    assert main([*args, "--variants", "plain", "--resume", "--set", "epochs=2"]) == 1
+    assert "other settings (epochs); not resumed" in capsys.readouterr().err

@@ -180,7 +180,7 @@ def run_longmem_benchmark(
     if seeds < 1 or min(memories, default=0) < 1:
         raise ValueError("seeds and every memory size must be at least 1")
     units: list[dict] = []
-    record = {
+    record: dict[str, Any] = {
         "benchmark": "longmem",
         "tasks": list(tasks),
         "memories": list(memories),
@@ -194,7 +194,15 @@ def run_longmem_benchmark(
     }
     if resume and os.path.exists(out):
         with open(out) as f:
-            units.extend(json.load(f)["units"])
+            earlier = json.load(f)
+        if changed := [k for k, v in record["config"].items() if earlier["config"].get(k) != v]:
+            raise ValueError(
+                f"{out} was run with other settings ({', '.join(changed)}); not resumed"
+            )
+        units.extend(earlier["units"])
+        for field in ("tasks", "memories", "placements"):
+            record[field] = sorted(set(earlier[field]) | set(record[field]))
+        record["variants"] = {**earlier["variants"], **record["variants"]}
     done = {(u["task"], u["memory"], u["placement"], u["variant"]) for u in units}
     for task in tasks:
         splits, vocabulary = haystack_splits(babi_dir, ptb_dir, [task])
