@@ -8,6 +8,8 @@ import os
 import re
 
 SPLITS = ("train", "eval", "test")  # eval: held-out training stories, or a corpus's validation
+# Penn Treebank (Mikolov's version) per split: the LM corpus, and bAbI's long-memory distractors
+PTB_FILES = {"train": "ptb.train.txt", "eval": "ptb.valid.txt", "test": "ptb.test.txt"}
 
 
 class FileFormatError(ValueError):

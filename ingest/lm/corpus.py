@@ -22,11 +22,10 @@ import urllib.request
 import zipfile
 from collections.abc import Iterator
 
-from ingest.files import SPLITS, FileFormatError
+from ingest.files import PTB_FILES, SPLITS, FileFormatError
 
 CORPORA = ("ptb", "text8")
 EOS, UNK = "<eos>", "<unk>"
-PTB_FILES = {"train": "ptb.train.txt", "eval": "ptb.valid.txt", "test": "ptb.test.txt"}
 TEXT8_FILE = "text8"
 TEXT8_CUTS = (0.933, 0.99)  # fractions of the file: train | eval | test
 TEXT8_BLOCK_WORDS = 10_000

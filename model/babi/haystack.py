@@ -22,8 +22,7 @@ import numpy as np
 
 from ingest.babi.beam import DEFAULT_EVAL_EVERY, split_of
 from ingest.babi.format import BabiQuestion, find_task_files, parse_task_file
-from ingest.files import SPLITS
-from ingest.lm.corpus import PTB_FILES
+from ingest.files import PTB_FILES, SPLITS
 from model.babi.inputs import PADDING, UNKNOWN, BabiArrays, Tokens, answer_token
 
 Placement = Literal["scattered", "block"]

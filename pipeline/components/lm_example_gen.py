@@ -12,9 +12,9 @@ from tfx.dsl.components.base import base_beam_component, executor_spec
 from tfx.types import standard_component_specs
 from tfx.types.component_spec import ExecutionParameter
 
-from ingest.files import SPLITS
+from ingest.files import PTB_FILES, SPLITS
 from ingest.lm.beam import CorpusToExamples
-from ingest.lm.corpus import CONTEXT_WORDS, PTB_FILES, TEXT8_FILE, corpus_spans
+from ingest.lm.corpus import CONTEXT_WORDS, TEXT8_FILE, corpus_spans
 from pipeline.components.example_gen import SplitsExecutor, split_files_spec
 
 
