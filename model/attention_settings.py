@@ -55,3 +55,8 @@ class HopAttention:
 def attention_of(settings: HopAttention) -> dict:
     """The HopAttention fields of any settings that inherit them, to build another from."""
     return {f.name: getattr(settings, f.name) for f in dataclasses.fields(HopAttention)}
+
+
+def hop_attention_of(settings: HopAttention) -> HopAttention:
+    """The hops' attention alone, out of any settings that inherit it (a model's config)."""
+    return HopAttention(**attention_of(settings))

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import keras
 from keras import ops
 
-from model.attention_settings import HopAttention, attention_of
+from model.attention_settings import HopAttention, hop_attention_of
 from model.hop_attention import HopTrace, MemoryHop, attention_outputs
 from model.serialization import ConfiguredModel
 from model.settings import ENCODINGS, WEIGHT_TYINGS, Encoding, WeightTying, check_choice
@@ -232,7 +232,7 @@ class MemN2N(ConfiguredModel):
         self.random_noise = RandomEmptyMemories(
             config.random_noise, seed=seed, seeds=stack, name="random_noise"
         )
-        attention = HopAttention(**attention_of(config))
+        attention = hop_attention_of(config)
         self.hops = [
             MemoryHop(config.empty_in_denominator, stack, attention, d, stddev, name=f"hop_{i + 1}")
             for i in range(k)

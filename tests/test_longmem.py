@@ -87,7 +87,8 @@ def test_draws_are_fixed_for_test_and_fresh_each_training_epoch(tmp_path):
     np.testing.assert_array_equal(first.slots, again.slots)
     assert not np.array_equal(first.slots, train.haystack(20, "scattered", 2).slots)
     assert test.haystack(20, "scattered").digest() != test.haystack(30, "scattered").digest()
-    batches = HaystackBatches(lambda epoch: train.haystack(20, "scattered", epoch), [1], 8)
+    first = train.haystack(20, "scattered")
+    batches = HaystackBatches(lambda epoch: train.haystack(20, "scattered", epoch), first, [1], 8)
     epoch0 = batches[0][0]
     batches.epoch = 1
     epoch1 = batches[0][0]

@@ -171,20 +171,19 @@ def haystack_splits(
     questions = read_questions(babi_dir, train_set, tasks)
     blocked = entity_words(q for split in questions.values() for q in split)
     chunks = {s: distractor_chunks(os.path.join(ptb_dir, PTB_FILES[s]), blocked) for s in SPLITS}
-    tokens = Tokens()
-    train = questions["train"]
-    tokens.add([s for q in train for s in (*q.story[-STORY_FACTS:], q.question)])
-    words = {answer_token(q.answer) for q in train}
-    words.update(w for q in train for s in (*q.story[-STORY_FACTS:], q.question) for w in tokens[s])
-    words.update(w for chunk in chunks["train"] for w in chunk)
-    vocabulary = [PADDING, UNKNOWN, *sorted(words - {PADDING, UNKNOWN})]
     texts = [
         text
         for split in questions.values()
         for q in split
         for text in (*q.story[-STORY_FACTS:], q.question)
     ]
+    tokens = Tokens()
     tokens.add(texts)
+    train = questions["train"]
+    words = {answer_token(q.answer) for q in train}
+    words.update(w for q in train for s in (*q.story[-STORY_FACTS:], q.question) for w in tokens[s])
+    words.update(w for chunk in chunks["train"] for w in chunk)
+    vocabulary = [PADDING, UNKNOWN, *sorted(words - {PADDING, UNKNOWN})]
     size = max(CHUNK_WORDS, *(len(tokens[text]) for text in texts))
     splits = {
         split: HaystackSplit(split, questions[split], chunks[split], vocabulary, size, tokens)

@@ -28,9 +28,8 @@ from model.benchmark import environment
 from model.settings import check_choice
 from model.stacking import SeedBatches
 
-VARIANTS: dict[
-    str, dict[str, Any]
-] = {  # the hops' attention of each variant (model.attention_settings.HopAttention)
+# The hops' attention of each variant: fields of model.attention_settings.HopAttention.
+VARIANTS: dict[str, dict[str, Any]] = {
     "plain": {},
     "slot-conv": {"slot_kernel": 3},
     "slot-hop-conv": {"slot_kernel": 3, "hop_kernel": 2},
@@ -53,9 +52,13 @@ class HaystackBatches(SentenceBatches):
     """A stack's training batches whose memories are redrawn every epoch."""
 
     def __init__(
-        self, draw: Callable[[int], Haystack], seeds: Sequence[int], batch_size: int
+        self,
+        draw: Callable[[int], Haystack],
+        first: Haystack,
+        seeds: Sequence[int],
+        batch_size: int,
     ) -> None:
-        first = draw(0)  # the table and the rows come from the draws, not from stories
+        """`first` is `draw(0)`, drawn once by the caller; the table and rows come from draws."""
         SeedBatches.__init__(
             self, {"query": first.query}, {OUTPUT: first.answer}, seeds, batch_size
         )
@@ -80,7 +83,7 @@ def score(model: keras.Model, haystack: Haystack) -> tuple[np.ndarray, np.ndarra
     return np.concatenate(answers), np.concatenate(attention)
 
 
-def test_figures(answers: np.ndarray, attention: np.ndarray, haystack: Haystack) -> dict:
+def figures_on(answers: np.ndarray, attention: np.ndarray, haystack: Haystack) -> dict:
     """Accuracy, and per hop the attention mass on the supporting facts, averaged over the
     questions; for block placement the accuracy at each depth too."""
     correct = answers == haystack.answer
@@ -109,14 +112,16 @@ def train_unit(
     """One unit: train the stack, select a seed by validation, test every seed."""
     train, val = splits["train"], splits["eval"].haystack(memory, placement).arrays()
     test = splits["test"].haystack(memory, placement)
+    first = train.haystack(memory, placement)
     results = train_memn2n(
-        train.haystack(memory, placement).arrays(),
+        first.arrays(),
         val,
         vocab_size,
         dataclasses.replace(config, memory_size=memory),
         range(1, seeds + 1),
         batches=HaystackBatches(
             lambda epoch: train.haystack(memory, placement, epoch),
+            first,
             range(1, seeds + 1),
             config.batch_size,
         ),
@@ -129,7 +134,7 @@ def train_unit(
                 "seed": seed,
                 "val_error": round(result.validation["error"], 2),
                 "val_loss": round(result.validation["loss"], 5),
-                **test_figures(*score(result.model, test), test),
+                **figures_on(*score(result.model, test), test),
                 "epochs": len(result.history),
                 "seconds_per_epoch": round(statistics.median(epoch_seconds), 2),
             }

@@ -14,7 +14,7 @@ import dataclasses
 import keras
 from keras import ops
 
-from model.attention_settings import HopAttention, attention_of
+from model.attention_settings import HopAttention, hop_attention_of
 from model.hop_attention import HopTrace, MemoryHop, attention_outputs, split_heads
 from model.memn2n import SentenceEncoder, TemporalEncoding
 from model.serialization import ConfiguredModel
@@ -105,7 +105,7 @@ class MemN2NLM(ConfiguredModel):
         self.t_c = TemporalEncoding(n, d, stddev, name="temporal_c")
         self.h = keras.layers.Dense(d, use_bias=False, kernel_initializer=normal, name="H")
         self.w = keras.layers.Dense(v, use_bias=False, kernel_initializer=normal, name="W")
-        attention = HopAttention(**attention_of(config))
+        attention = hop_attention_of(config)
         self.hops = [
             MemoryHop(attention=attention, dim=d, init_stddev=stddev, name=f"hop_{i + 1}")
             for i in range(config.hops)
