@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 
 import grpc
 import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import (
     model_service_pb2_grpc,
     predict_pb2,
@@ -27,15 +29,38 @@ def status_on_error(context: grpc.ServicerContext):
         yield
     except ServingError as e:
         context.abort(e.code, e.message)
-    except Exception as e:
+    except Exception:
         log.exception("request failed")
-        context.abort(grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}")
+        context.abort(grpc.StatusCode.INTERNAL, "internal error; the server's log has the details")
+
+
+def declared_elements(name: str, proto: tensor_pb2.TensorProto) -> int:
+    """The element count a TensorProto's shape declares, once its values are seen to hold
+    exactly that many: nothing is built from a shape that the request's bytes do not back."""
+    dims = [d.size for d in proto.tensor_shape.dim]
+    if proto.tensor_shape.unknown_rank or any(d < 0 for d in dims):
+        raise InvalidArgument(f"input '{name}' has shape {dims}; every dimension must be >= 0")
+    count = math.prod(dims)
+    if proto.dtype == types_pb2.DT_STRING:
+        held = len(proto.string_val)
+    elif proto.tensor_content:
+        itemsize = tf.dtypes.as_dtype(proto.dtype).size
+        held, count = len(proto.tensor_content), count * itemsize
+    else:
+        held = sum(len(v) for f, v in proto.ListFields() if f.name.endswith("_val"))
+    if held != count:
+        raise InvalidArgument(
+            f"input '{name}' declares shape {dims} but holds "
+            f"{held}{' bytes' if proto.tensor_content else ' values'}, not {count}"
+        )
+    return count
 
 
 def tensor_inputs(request: predict_pb2.PredictRequest) -> dict:
     """The request's TensorProtos as numpy arrays."""
     inputs = {}
     for name, proto in request.inputs.items():
+        declared_elements(name, proto)
         try:
             inputs[name] = tf.make_ndarray(proto)
         except Exception as e:

@@ -20,11 +20,12 @@ import grpc
 from google.protobuf import text_format
 from tensorflow_serving.config import file_system_storage_path_source_pb2, model_server_config_pb2
 
-from serving.servable import LoadedVersion, ServingError
+from serving.servable import InvalidArgument, LoadedVersion, ServingError
 
 VersionPolicy: TypeAlias = (
     file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy
 )
+Fingerprint: TypeAlias = tuple[float, int, int]  # newest mtime, files, bytes of a version folder
 
 log = logging.getLogger(__name__)
 
@@ -56,22 +57,40 @@ def read_model_config_file(path: str) -> list[model_server_config_pb2.ModelConfi
     return models
 
 
-def complete_versions(base_path: str, settle_seconds: float) -> list[int]:
-    """Version folders under `base_path` that are fully written, oldest first."""
-    versions = []
+def folder_fingerprint(folder: str) -> Fingerprint:
+    """The newest mtime, the number and the total size of the files under `folder`; OSError
+    when any of them cannot be read (a dangling link, a file removed meanwhile)."""
+    stats = [
+        os.stat(os.path.join(root, f))
+        for root, _, files in os.walk(folder, onerror=raise_error)
+        for f in files
+    ]
+    return max(s.st_mtime for s in stats), len(stats), sum(s.st_size for s in stats)
+
+
+def raise_error(error: OSError) -> None:
+    raise error
+
+
+def complete_versions(base_path: str, settle_seconds: float) -> dict[int, Fingerprint]:
+    """The version folders under `base_path` that are fully written, with their fingerprints.
+
+    A folder that cannot be read is left out (and logged), so that the others still load.
+    """
+    versions = {}
     now = time.time()
     for name in os.listdir(base_path) if os.path.isdir(base_path) else []:
         folder = os.path.join(base_path, name)
         if not name.isdigit() or not os.path.isfile(os.path.join(folder, "saved_model.pb")):
             continue
-        newest = max(
-            os.path.getmtime(os.path.join(root, f))
-            for root, _, files in os.walk(folder)
-            for f in files
-        )
-        if now - newest >= settle_seconds:
-            versions.append(int(name))
-    return sorted(versions)
+        try:
+            fingerprint = folder_fingerprint(folder)
+        except OSError as e:
+            log.warning("version folder %s cannot be read, skipped: %s", folder, e)
+            continue
+        if now - fingerprint[0] >= settle_seconds:
+            versions[int(name)] = fingerprint
+    return dict(sorted(versions.items()))
 
 
 def wanted_versions(policy: VersionPolicy, versions: list[int]) -> list[int]:
@@ -92,7 +111,7 @@ class ServedModel:
         self.config = config
         self.loaded: dict[int, LoadedVersion] = {}
         self.states: dict[int, VersionState] = {}
-        self.failed: dict[int, float] = {}  # version -> newest mtime when loading failed
+        self.failed: dict[int, Fingerprint] = {}  # version -> its fingerprint when it failed
 
 
 class ModelManager:
@@ -137,32 +156,40 @@ class ModelManager:
     def poll(self) -> None:
         """Load newly complete wanted versions, then retire the ones no longer wanted."""
         for model in self.models.values():
-            base_path = model.config.base_path
-            complete = complete_versions(base_path, self.settle_seconds)
-            wanted = wanted_versions(model.config.model_version_policy, complete)
-            for version in sorted(set(wanted) - set(model.loaded), reverse=True):
-                self._load(model, version)
-            if not any(v in model.loaded for v in wanted):
-                continue  # keep serving the old versions until a wanted one loads
-            with self._lock:
-                for version in set(model.loaded) - set(wanted):
-                    del model.loaded[version]
-                    model.states[version] = VersionState("END")
-                    log.info("model %s: version %d retired", model.config.name, version)
+            try:
+                self._poll_model(model)
+            except OSError as e:  # an unreadable base path must not stop the other models
+                log.warning(
+                    "model %s: polling %s failed: %s", model.config.name, model.config.base_path, e
+                )
 
-    def _load(self, model: ServedModel, version: int) -> None:
+    def _poll_model(self, model: ServedModel) -> None:
+        complete = complete_versions(model.config.base_path, self.settle_seconds)
+        wanted = wanted_versions(model.config.model_version_policy, list(complete))
+        for version in sorted(set(wanted) - set(model.loaded), reverse=True):
+            self._load(model, version, complete[version])
+        if not any(v in model.loaded for v in wanted):
+            return  # keep serving the old versions until a wanted one loads
+        with self._lock:
+            for version in set(model.loaded) - set(wanted):
+                del model.loaded[version]
+                model.states[version] = VersionState("END")
+                log.info("model %s: version %d retired", model.config.name, version)
+
+    def _load(self, model: ServedModel, version: int, fingerprint: Fingerprint) -> None:
+        """Load one version; one that failed is tried again once any of its files changes."""
         folder = os.path.join(model.config.base_path, str(version))
-        written = os.path.getmtime(os.path.join(folder, "saved_model.pb"))
-        if model.failed.get(version) == written:
+        if model.failed.get(version) == fingerprint:
             return  # failed before and unchanged since: do not retry every poll
         model.states[version] = VersionState("LOADING")
         try:
             loaded = LoadedVersion(folder, version, self.enable_batching)
         except Exception as e:
-            model.failed[version] = written
-            model.states[version] = VersionState("END", f"loading {folder} failed: {e}")
-            log.error("model %s: %s", model.config.name, model.states[version].error)
+            model.failed[version] = fingerprint
+            model.states[version] = VersionState("END", f"loading version {version} failed: {e}")
+            log.error("model %s: loading %s failed: %s", model.config.name, folder, e)
             return
+        model.failed.pop(version, None)
         with self._lock:
             model.loaded[version] = loaded
             model.states[version] = VersionState("AVAILABLE")
@@ -182,8 +209,8 @@ class ModelManager:
         model = self.model(name)
         if label:
             if label not in model.config.version_labels:
-                raise ServingError(
-                    grpc.StatusCode.NOT_FOUND, f"model {name!r} has no version label {label!r}"
+                raise InvalidArgument(
+                    f"Unrecognized servable version label: model {name!r} has no label {label!r}"
                 )
             version = model.config.version_labels[label]
         with self._lock:
@@ -192,7 +219,7 @@ class ModelManager:
                     raise ServingError(
                         grpc.StatusCode.NOT_FOUND,
                         f"Servable not found for request: no version of model {name!r} is "
-                        f"available yet under {model.config.base_path}",
+                        "available yet",
                     )
                 return model.loaded[max(model.loaded)]
             if version not in model.loaded:

@@ -14,9 +14,11 @@ import tensorflow as tf
 from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
-from model.signatures import WARMUP_FILE
+from model.signatures import TEXT_SIGNATURE, WARMUP_FILE
 
 DEFAULT_SIGNATURE = "serving_default"  # TF Serving's default signature key
+# Only TEXT_SIGNATURE takes raw text; the others take serialized tf.Examples, which are bytes
+# that the model parses (and rejects as INVALID_ARGUMENT when they are not Examples).
 
 
 class ServingError(Exception):
@@ -67,9 +69,13 @@ def check_text(name: str, values: np.ndarray, limits: RequestLimits) -> None:
 
 
 def check_inputs(
-    inputs: dict[str, np.ndarray], specs: dict[str, tf.TensorSpec], limits: RequestLimits
+    inputs: dict[str, np.ndarray],
+    specs: dict[str, tf.TensorSpec],
+    limits: RequestLimits,
+    raw_text: bool = True,
 ) -> None:
-    """The request's inputs against the signature: names, dtypes, shapes, one batch size."""
+    """The request's inputs against the signature: names, dtypes, shapes, one batch size; and,
+    for a signature of raw text (`raw_text`), every string as text within the limits."""
     if missing := sorted(set(specs) - set(inputs)):
         raise InvalidArgument(f"missing input(s) {missing}; the signature takes {sorted(specs)}")
     if extra := sorted(set(inputs) - set(specs)):
@@ -92,7 +98,7 @@ def check_inputs(
             )
         if spec.shape.rank and spec.shape[0] is None:
             batch_sizes.add(value.shape[0])
-        if is_text:
+        if is_text and raw_text:
             check_text(name, value, limits)
     if len(batch_sizes) > 1:
         raise InvalidArgument(f"inputs have different batch sizes {sorted(batch_sizes)}")
@@ -182,7 +188,8 @@ class LoadedVersion:
                 f"output_filter names unknown output(s) {unknown}; "
                 f"the signature has {sorted(signature.outputs)}"
             )
-        check_inputs(inputs, signature.inputs, limits)
+        raw_text = (signature_name or DEFAULT_SIGNATURE) == TEXT_SIGNATURE
+        check_inputs(inputs, signature.inputs, limits, raw_text)
         outputs = signature(inputs)
         return {k: v for k, v in outputs.items() if not output_filter or k in output_filter}
 

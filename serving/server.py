@@ -6,7 +6,6 @@ As TF Serving's server.cc, it composes: the core (`serving/core.py`) answers, th
 
 from __future__ import annotations
 
-import threading
 from concurrent import futures
 
 import grpc
@@ -35,11 +34,13 @@ class ModelServer:
         limits: RequestLimits | None = None,
         enable_batching: bool = False,
         workers: int = 32,
+        connection_limits: rest_api.ConnectionLimits | None = None,
     ):
         manager = ModelManager(models, poll_seconds, settle_seconds, enable_batching)
         self.core = ServerCore(manager, limits)
         self.port, self.rest_api_port, self.bind_address = port, rest_api_port, bind_address
         self.workers = workers
+        self.connection_limits = connection_limits or rest_api.ConnectionLimits()
         self._grpc_server: grpc.Server | None = None
         self._http_server: rest_api.RestServer | None = None
 
@@ -65,18 +66,23 @@ class ModelServer:
         self._grpc_server.start()
         if self.rest_api_port is not None:
             self._http_server = rest_api.RestServer(
-                self.core, self.bind_address, self.rest_api_port
-            )
-            self.rest_api_port = self._http_server.server_address[1]
-            threading.Thread(target=self._http_server.serve_forever, daemon=True).start()
+                self.core,
+                self.bind_address,
+                self.rest_api_port,
+                self.workers,
+                self.connection_limits,
+            ).start()
+            self.rest_api_port = self._http_server.port
         return self
 
     def stop(self) -> None:
+        """Stop taking requests on both ports; those in flight get `drain_seconds` to finish."""
+        grace = self.connection_limits.drain_seconds
+        grpc_stopped = self._grpc_server.stop(grace=grace) if self._grpc_server else None
         if self._http_server:
-            self._http_server.shutdown()
-            self._http_server.server_close()
-        if self._grpc_server:
-            self._grpc_server.stop(grace=1).wait()
+            self._http_server.stop()
+        if grpc_stopped:
+            grpc_stopped.wait()
         self.manager.stop()
 
     def wait_until_available(self, name: str, timeout: float = 120.0) -> int:

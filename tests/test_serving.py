@@ -148,7 +148,7 @@ def test_bad_rest_requests_get_the_matching_status_and_a_json_error(server):
         (predict, {**good, "inputs": {}}, 400, "exactly one"),
         ("/v1/models/nope:predict", good, 404, "'nope'"),
         ("/v1/models/babi/versions/9:predict", good, 404, "version 9"),
-        ("/v1/models/babi/labels/stable:predict", good, 404, "label 'stable'"),
+        ("/v1/models/babi/labels/stable:predict", good, 400, "label 'stable'"),
         ("/v2/whatever", good, 404, "no such resource"),
     ]  # fmt: skip
     for path, body, status, message in cases:
