@@ -60,13 +60,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def memn2n_command() -> str:
+    return os.path.join(os.path.dirname(sys.executable), "memn2n")
+
+
 class ServerProcess:
     """`memn2n serve` in a child process on free loopback ports."""
 
-    def __init__(self, base_path: str, batching: bool):
+    def __init__(self, base_path: str, batching: bool, source: str | None = None):
+        """`source`: serve with the code of another checkout (e.g. an older commit) instead."""
         self.port, self.rest_api_port = free_port(), free_port()
+        environment = {**os.environ, "PYTHONPATH": os.path.abspath(source)} if source else None
         command = [
-            os.path.join(os.path.dirname(sys.executable), "memn2n"),
+            *([sys.executable, "-m", "memn2n_cli.main"] if source else [memn2n_command()]),
             "serve",
             f"--port={self.port}",
             f"--rest_api_port={self.rest_api_port}",
@@ -75,7 +81,12 @@ class ServerProcess:
             "--file_system_poll_wait_seconds=0.5",
         ] + (["--enable_batching"] if batching else [])
         self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=environment,
+            cwd=source,
         )
         output = self.process.stdout
         assert output is not None  # stdout=PIPE
@@ -234,6 +245,39 @@ def run_serve_benchmark(
         result["targets"]["grpc_p50_over_in_process_at_1_client"] = round(grpc_p50 / floor_p50, 2)
         result["targets"]["grpc_p50_under_2x_in_process"] = grpc_p50 < 2 * floor_p50
     return result
+
+
+def rest_against_reference(
+    model_dir: str, reference: str, clients: list[int], seconds: float, rounds: int
+) -> dict:
+    """REST of this code beside REST of `reference` (a checkout), served in turn, `rounds`
+    times; the ratios are ours over theirs (p50 latency, requests/s) per round."""
+    runs: dict[str, list] = {"reference": [], "ours": []}
+    with tempfile.TemporaryDirectory() as base_path:
+        copy_version(model_dir, base_path, 1)
+        for _ in range(rounds):
+            for name, source in (("reference", reference), ("ours", None)):
+                server = ServerProcess(base_path, batching=False, source=source)
+                try:
+                    caller = rest_caller(server.rest_api_port)
+                    runs[name].append([closed_loop(caller, c, seconds) for c in clients])
+                finally:
+                    server.stop()
+    ratios = [
+        {
+            "clients": point["clients"],
+            "p50": round(point["p50_ms"] / theirs["p50_ms"], 3),
+            "requests_per_sec": round(point["requests_per_sec"] / theirs["requests_per_sec"], 3),
+        }
+        for ours, reference_round in zip(runs["ours"], runs["reference"], strict=True)
+        for point, theirs in zip(ours, reference_round, strict=True)
+    ]
+    return {
+        "reference": os.path.abspath(reference),
+        "rounds": rounds,
+        **runs,
+        "ours_over_reference": ratios,
+    }
 
 
 def swap_under_load(server: ServerProcess, model_dir: str, base_path: str, seconds: float) -> dict:

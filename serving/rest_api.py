@@ -292,7 +292,7 @@ class CappedServer(web.Server):
 
 
 class RestServer:
-    """TF Serving's REST API on `address`:`port`, answered by `core` on `workers` threads.
+    """TF Serving's REST API on `address`:`port`, answered by `core` on `threads` threads.
 
     The event loop runs in its own thread; `port` is the bound port after `start()`.
     """
@@ -302,13 +302,13 @@ class RestServer:
         core: ServerCore,
         address: str,
         port: int,
-        workers: int = 32,
+        threads: int = 8,
         limits: ConnectionLimits | None = None,
     ):
         self.api, self.address, self.port = RestApi(core), address, port
         self.limits = limits or ConnectionLimits()
         self.max_request_bytes = core.limits.max_request_bytes
-        self._pool = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="rest")
+        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="rest")
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._runner: web.ServerRunner | None = None

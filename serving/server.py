@@ -6,6 +6,7 @@ As TF Serving's server.cc, it composes: the core (`serving/core.py`) answers, th
 
 from __future__ import annotations
 
+import os
 from concurrent import futures
 
 import grpc
@@ -34,12 +35,15 @@ class ModelServer:
         limits: RequestLimits | None = None,
         enable_batching: bool = False,
         workers: int = 32,
+        rest_api_num_threads: int | None = None,
         connection_limits: rest_api.ConnectionLimits | None = None,
     ):
         manager = ModelManager(models, poll_seconds, settle_seconds, enable_batching)
         self.core = ServerCore(manager, limits)
         self.port, self.rest_api_port, self.bind_address = port, rest_api_port, bind_address
-        self.workers = workers
+        self.workers = workers  # gRPC's threads
+        # REST's threads, TF Serving's default: 4 per CPU (more only wait for the GIL; 2026-12-03)
+        self.rest_api_num_threads = rest_api_num_threads or 4 * (os.cpu_count() or 1)
         self.connection_limits = connection_limits or rest_api.ConnectionLimits()
         self._grpc_server: grpc.Server | None = None
         self._http_server: rest_api.RestServer | None = None

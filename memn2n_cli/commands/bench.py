@@ -123,13 +123,27 @@ def bench_lm(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
 
 
 def bench_serve(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
-    from serving.load_bench import run_serve_benchmark
+    from model.benchmark import environment
+    from serving.load_bench import rest_against_reference, run_serve_benchmark
 
     versions = [v for v in os.listdir(args.model_base_path) if v.isdigit()]
     if not versions:
         raise ValueError(f"{args.model_base_path}: no numbered version folder to serve")
     model_dir = os.path.join(args.model_base_path, str(args.version or max(versions, key=int)))
 
+    if args.reference:
+        with Elapsed(f"bench serve: REST of {model_dir}, against {args.reference}"):
+            result = rest_against_reference(
+                model_dir, args.reference, args.clients, args.seconds, args.rounds
+            )
+        result["environment"] = environment()
+        write_result(args.out, result)
+        for ratio in result["ours_over_reference"]:
+            print(
+                f"REST, {ratio['clients']:>3} clients: p50 x{ratio['p50']:.3f}, "
+                f"requests/s x{ratio['requests_per_sec']:.3f} (ours over the reference)"
+            )
+        return 0
     with Elapsed(f"bench serve: {model_dir}"):
         result = run_serve_benchmark(model_dir, args.clients, args.seconds, report_progress)
     write_result(args.out, result)
@@ -267,5 +281,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--clients", type=lambda v: [int(c) for c in v.split(",")], default=[1, 8, 32]
     )
     serve.add_argument("--seconds", type=float, default=10.0, help="per measurement")
+    serve.add_argument(
+        "--reference", help="a checkout of other code: compare REST only, served in turn"
+    )
+    serve.add_argument("--rounds", type=int, default=3, help="with --reference")
     serve.add_argument("--out", required=True, help="result JSON file")
     serve.set_defaults(run=bench_serve)

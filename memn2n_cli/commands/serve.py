@@ -13,6 +13,7 @@ def serve(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     if beam_args:
         raise ValueError(f"unknown serve flag(s) {list(beam_args)}")
     from serving.model_manager import read_model_config_file, single_model_config
+    from serving.rest_api import ConnectionLimits
     from serving.servable import RequestLimits
     from serving.server import ModelServer
 
@@ -32,6 +33,12 @@ def serve(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
         poll_seconds=args.file_system_poll_wait_seconds,
         limits=limits,
         enable_batching=args.enable_batching,
+        rest_api_num_threads=args.rest_api_num_threads,
+        connection_limits=ConnectionLimits(
+            max_connections=args.rest_api_max_connections,
+            idle_seconds=args.rest_api_timeout_in_ms / 1000,
+            body_seconds=args.rest_api_timeout_in_ms / 1000,
+        ),
     ).start()
     rest = f", REST on {args.bind_address}:{server.rest_api_port}" if server.rest_api_port else ""
     for model in models:
@@ -60,6 +67,18 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
     parser.add_argument("--bind_address", default="127.0.0.1", help="e.g. 0.0.0.0 for all")
     parser.add_argument("--enable_batching", action="store_true", help="merge concurrent requests")
+    parser.add_argument(
+        "--rest_api_num_threads", type=int, help="threads answering REST (default: 4 per CPU)"
+    )
+    parser.add_argument(
+        "--rest_api_timeout_in_ms",
+        type=int,
+        default=30000,
+        help="an idle REST connection, or one sending a body, is closed after this",
+    )
+    parser.add_argument(
+        "--rest_api_max_connections", type=int, default=1000, help="more are answered 503"
+    )
     parser.add_argument("--max_request_bytes", type=int, default=1 << 22)
     parser.add_argument("--max_story_lines", type=int, default=1000, help="sentences per story")
     parser.add_argument("--max_line_words", type=int, default=200, help="words per sentence")
