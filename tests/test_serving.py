@@ -165,7 +165,9 @@ def test_query_prints_the_answer_and_the_attention_table(server, tmp_path, capsy
     story_file = tmp_path / "story.txt"
     story_file.write_text(STORY + "\n")
     grpc_args = ["query", "--server", f"127.0.0.1:{server.port}", "--story", str(story_file)]
-    assert main([*grpc_args, "--question", QUESTION]) == 0
+    plot = tmp_path / "attention.png"
+    assert main([*grpc_args, "--question", QUESTION, "--plot", str(plot)]) == 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 2000
     printed = capsys.readouterr().out
     assert printed.startswith("answer: ") and "hop 3" in printed
     assert "  1  Mary moved to the bathroom." in printed and "  2  John went" in printed

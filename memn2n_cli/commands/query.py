@@ -60,6 +60,20 @@ def query(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     }
     if "head_attention" in outputs:
         result["head_attention"] = outputs["head_attention"][0]  # [hops, heads, memory]
+    if args.plot:
+        from serving.attention_plot import plot_attention
+
+        if not result["attention"]:
+            raise ValueError(f"model {args.model} returns no attention to plot")
+        plot_attention(
+            args.plot,
+            story,
+            args.question,
+            answer,
+            result["attention"],
+            result.get("head_attention"),
+        )
+        print(f"attention plotted: {args.plot}", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -80,5 +94,6 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--question")
     parser.add_argument("--prefix", help="text whose next words a language model predicts")
     parser.add_argument("--json", action="store_true", help="one JSON object")
+    parser.add_argument("--plot", help="also draw each hop's attention over the story (PNG)")
     parser.add_argument("--rest", action="store_true", help="use the REST API")
     parser.set_defaults(run=query)
