@@ -91,7 +91,7 @@ class MemoryHop(StackableLayer):
     paper's code does (its empty slots are zero vectors: score 0, nothing read); they still get
     no attention weight (docs/decisions/empty-slots-in-denominator.md). `attention` adds heads
     and Multi-Token Attention's convolutions and mixers (model.hop_attention), for hops of
-    `dim` units.
+    `dim` units; they learn only while the softmax is on (`learned`).
     """
 
     def __init__(
@@ -140,6 +140,14 @@ class MemoryHop(StackableLayer):
         start = ops.convert_to_numpy(ops.broadcast_to(value, shape))
         return self.add_weight(shape=shape, initializer=lambda *_, **__: start, name=name)
 
+    def learned(self, weight):
+        """`weight` with no gradient while linear start is on (per seed when stacked). Without a
+        softmax a kernel's centre is a free gain on the hop's read-out: trained in LS, SGD took
+        the first two hops' centres from 1 to -0.03..0.05 in one epoch of bAbI 1k joint, and
+        every MTA seed then failed task 16 (docs/decisions/multi-token-attention.md)."""
+        on = self.aligned(self.softmax_on, len(weight.shape))
+        return on * weight + (1.0 - on) * ops.stop_gradient(weight)
+
     def aligned(self, weight, rank: int):
         """A weight shaped to broadcast against a tensor of `rank` (stacked: its seed axis
         first, ones between it and the weight's own axes)."""
@@ -167,18 +175,19 @@ class MemoryHop(StackableLayer):
         if attention.convolves:
             raw = scores * in_use  # masked slots are 0 before any convolution
             history = recent(trace.scores, raw, attention.hop_kernel)  # [..., H, Q, N]
-            scores = convolve(history, self.aligned(self.kernel, rank + 1))
+            scores = convolve(history, self.aligned(self.learned(self.kernel), rank + 1))
             trace.scores.append(raw)
         if attention.head_mix:
-            scores = mix_heads(scores, self.aligned(self.head_mixer, rank + 1))
+            scores = mix_heads(scores, self.aligned(self.learned(self.head_mixer), rank + 1))
         selected = keep_top_k(scores, in_use, attention.top_k) if attention.top_k else None
         p = self.normalize(scores, in_use, selected)
         if attention.post_convolves:
             history = recent(trace.weights, p, attention.post_hop_kernel)
             trace.weights.append(p)
-            p = convolve(history, self.aligned(self.post_kernel, rank + 1)) * in_use
+            post_kernel = self.aligned(self.learned(self.post_kernel), rank + 1)
+            p = convolve(history, post_kernel) * in_use
         if attention.post_head_group:
-            p = mix_heads(p, self.aligned(self.post_head_mixer, rank + 1))
+            p = mix_heads(p, self.aligned(self.learned(self.post_head_mixer), rank + 1))
         return p
 
     def normalize(self, scores, in_use, selected=None):
@@ -202,10 +211,10 @@ class MemoryHop(StackableLayer):
         """o [..., H, d / H] -> [..., d]: each head's read-out, normed and gated when asked."""
         rank = len(o.shape)
         if self.attention.head_norm:
-            o = rms_norm(o, self.aligned(self.norm_scale, rank))
+            o = rms_norm(o, self.aligned(self.learned(self.norm_scale), rank))
         if self.attention.head_gate:
-            gate = ops.sum(o * self.aligned(self.gate, rank), axis=-1, keepdims=True)
-            o = o * ops.sigmoid(gate + self.aligned(self.gate_bias, rank))
+            gate = ops.sum(o * self.aligned(self.learned(self.gate), rank), axis=-1, keepdims=True)
+            o = o * ops.sigmoid(gate + self.aligned(self.learned(self.gate_bias), rank))
         return ops.reshape(o, (*ops.shape(o)[:-2], -1))
 
     def get_config(self) -> dict:

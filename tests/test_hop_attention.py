@@ -207,6 +207,31 @@ NEW_WEIGHTS = {  # per hop, for d = 8 and the heads given (H x Q x W kernels, mi
 }
 
 
+def test_mta_weights_learn_only_while_the_softmax_is_on():
+    """In a stack with seed 1 in linear start and seed 2 not: every MTA weight's gradient is 0
+    for seed 1 alone; both seeds' embeddings get gradients."""
+    import tensorflow as tf
+
+    model = MemN2N(dataclasses.replace(BABI, **EVERY_MTA_PIECE), seeds=(1, 2))
+    model.build_from_config({})
+    set_linear_start(model, [True, False])
+    with tf.GradientTape() as tape:
+        loss = keras.ops.sum(keras.ops.square(model(babi_batch())["answer_logits"]))
+    grads = tape.gradient(loss, model.trainable_weights)
+    named = [
+        (layer_path(w), keras.ops.convert_to_numpy(tf.convert_to_tensor(g)))
+        for w, g in zip(model.trainable_weights, grads, strict=True)
+    ]
+    hops = [(name, g) for name, g in named if name.startswith("hop_")]
+    assert len(hops) == 3 * 7  # kernel, head mixer, post kernel, post mixers, norm, gate, bias
+    for name, grad in hops:
+        assert np.all(grad[0] == 0), name
+        assert np.any(grad[1] != 0), name
+    for name, grad in named:
+        if name.startswith("embedding_"):
+            assert np.any(grad[0] != 0) and np.any(grad[1] != 0), name
+
+
 @pytest.mark.parametrize("changes, per_hop", NEW_WEIGHTS.values(), ids=NEW_WEIGHTS.keys())
 def test_each_variant_adds_its_weights_to_every_hop(changes, per_hop):
     for config in (BABI, LM):
