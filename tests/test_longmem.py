@@ -11,7 +11,7 @@ import pytest
 
 from memn2n_cli.main import main
 from model.babi.haystack import CHUNK_WORDS, entity_words, haystack_splits, read_questions
-from model.babi.longmem import HaystackBatches
+from model.babi.longmem import Growth, HaystackBatches, training_draws
 from tests.conftest import fixture_files, write_babi
 
 PTB_LINES = [  # 14 words: two chunks; one line names a task entity, one a place
@@ -97,6 +97,31 @@ def test_draws_are_fixed_for_test_and_fresh_each_training_epoch(tmp_path):
     )
 
 
+def test_a_growing_memory_fills_its_most_recent_slots_and_doubles_up_to_n():
+    growth = Growth(start=5, every=2)
+    assert [growth.size(epoch, 30) for epoch in range(9)] == [5, 5, 10, 10, 20, 20, 30, 30, 30]
+    assert [Growth().size(epoch, 30) for epoch in (0, 7)] == [30, 30]
+    with pytest.raises(ValueError, match="every 0"):
+        Growth(start=5, every=0)
+
+
+def test_a_smaller_haystack_within_a_larger_memory_leaves_the_oldest_slots_empty(tmp_path):
+    babi, ptb = write_data(tmp_path)
+    splits, _ = haystack_splits(babi, ptb, [1])
+    small = splits["train"].haystack(12, "scattered")
+    inside = small.within(20)
+    assert inside.slots.shape == inside.supporting.shape == (small.slots.shape[0], 20)
+    np.testing.assert_array_equal(inside.slots[:, :12], small.slots)
+    np.testing.assert_array_equal(inside.supporting[:, :12], small.supporting)
+    assert not inside.slots[:, 12:].any() and not inside.supporting[:, 12:].any()
+    with pytest.raises(ValueError, match="train: a memory of 2 slots cannot hold the 4 facts"):
+        splits["train"].haystack(2, "scattered")
+    draw = training_draws(splits["train"], 20, "scattered", Growth(start=5, every=2))
+    in_use = [(draw(epoch).slots > 0).sum(axis=1) for epoch in (0, 1, 2, 4)]
+    assert [set(counts) for counts in in_use] == [{5}, {5}, {10}, {20}]
+    assert draw(0).slots.shape[1] == 20
+
+
 def test_a_missing_ptb_file_is_named(tmp_path):
     babi, ptb = write_data(tmp_path)
     (pathlib.Path(ptb) / "ptb.valid.txt").unlink()
@@ -124,6 +149,7 @@ def test_bench_longmem_writes_the_curve_and_its_plot_and_resumes(tmp_path, capsy
         "0.5",
     }
     assert record["config"]["random_noise"] == 0.0 and len(unit["test_sha256"]) == 64
+    assert record["train_set"] == "en" and record["growth"] == {"start": 0, "every": 5}
     assert (tmp_path / "longmem.png").read_bytes()[:4] == b"\x89PNG"
     main([*args, "--variants", "plain,slot-conv", "--placements", "scattered", "--resume"])
     resumed = json.loads(out.read_text())
@@ -133,3 +159,8 @@ def test_bench_longmem_writes_the_curve_and_its_plot_and_resumes(tmp_path, capsy
     assert resumed["placements"] == ["block", "scattered"]
     assert main([*args, "--variants", "plain", "--resume", "--set", "epochs=2"]) == 1
     assert "other settings (epochs); not resumed" in capsys.readouterr().err
+    write_babi(pathlib.Path(babi), fixture_files(stories_per_file=10), "en-10k")
+    assert main([*args, "--variants", "plain", "--resume", "--train-set", "en-10k"]) == 1
+    assert "other settings (train_set); not resumed" in capsys.readouterr().err
+    assert main([*args, "--variants", "plain", "--resume", "--grow-from", "10"]) == 1
+    assert "other settings (growth); not resumed" in capsys.readouterr().err

@@ -59,9 +59,9 @@ def bench_babi(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
 def bench_longmem(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     babi_dir = args.babi_dir or os.path.join(args.data_root, "babi")
     ptb_dir = args.ptb_dir or os.path.join(args.data_root, "ptb")
-    find_task_files(babi_dir, "en", [])  # a wrong folder fails before imports
+    find_task_files(babi_dir, args.train_set, [])  # a wrong folder fails before imports
 
-    from model.babi.longmem import VARIANTS, longmem_defaults, run_longmem_benchmark
+    from model.babi.longmem import VARIANTS, Growth, longmem_defaults, run_longmem_benchmark
     from model.settings import apply_overrides
 
     config = apply_overrides(longmem_defaults(), args.config, {"epochs": args.epochs}, args.set)
@@ -69,6 +69,7 @@ def bench_longmem(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
         result = run_longmem_benchmark(
             babi_dir,
             ptb_dir,
+            args.train_set,
             args.tasks,
             args.memory,
             args.placements,
@@ -78,6 +79,7 @@ def bench_longmem(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
             args.out,
             args.resume,
             report_progress,
+            Growth(args.grow_from, args.grow_every),
         )
     print(f"{'task':>4} {'N':>6} {'placement':<10} {'variant':<18} {'accuracy %':>10}")
     for unit in result["units"]:
@@ -229,6 +231,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--data-root", default="../shared/data", help="folder holding babi/ and ptb/"
     )
     longmem.add_argument("--babi-dir", help="folder holding en/ (default: DATA_ROOT/babi)")
+    longmem.add_argument("--train-set", choices=TRAIN_SETS, default="en")
     longmem.add_argument("--ptb-dir", help="folder holding ptb.*.txt (default: DATA_ROOT/ptb)")
     longmem.add_argument("--tasks", type=task_list, default=[1, 2, 3, 4, 5], help="e.g. 1-5")
     longmem.add_argument(
@@ -240,6 +243,14 @@ def register(commands: argparse._SubParsersAction) -> None:
     )
     longmem.add_argument("--seeds", type=int, default=3, help="models per unit, side by side")
     longmem.add_argument("--epochs", type=int, help="training epochs per unit (default 100)")
+    longmem.add_argument(
+        "--grow-from",
+        type=int,
+        default=0,
+        help="train on memories of this many slots first, doubled every --grow-every epochs "
+        "up to N (default 0: all N from the first epoch)",
+    )
+    longmem.add_argument("--grow-every", type=int, default=5, help="epochs per memory size")
     add_settings_overrides(longmem)
     longmem.add_argument("--out", required=True, help="result JSON file (the plot beside it)")
     longmem.add_argument("--resume", action="store_true", help="keep the units OUT already has")

@@ -93,6 +93,13 @@ class Haystack:
         """The same questions as the model's [M, N, J] stories."""
         return BabiArrays(self.table[self.slots], self.query, self.answer, self.task)
 
+    def within(self, memory: int) -> Haystack:
+        """The same questions in a memory of `memory` >= N slots, the oldest ones left empty."""
+        pad = [(0, 0), (0, memory - self.slots.shape[1])]
+        return dataclasses.replace(
+            self, slots=np.pad(self.slots, pad), supporting=np.pad(self.supporting, pad)
+        )
+
     def digest(self) -> str:
         """sha256 of the token ids of every story, query and answer."""
         digest = hashlib.sha256()
@@ -140,6 +147,11 @@ class HaystackSplit:
     def haystack(self, memory: int, placement: Placement, epoch: int = 0) -> Haystack:
         """Every question's memory of `memory` slots; eval and test ignore `epoch`."""
         epoch = epoch if self.split == "train" else 0
+        if memory < (most := max(map(len, self.fact_rows), default=0)):
+            raise ValueError(
+                f"{self.split}: a memory of {memory} slots cannot hold the {most} facts of the "
+                f"longest story; give it at least {most}"
+            )
         count = len(self.questions)
         slots = np.zeros((count, memory), "int32")
         supporting = np.zeros((count, memory), bool)

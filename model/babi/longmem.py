@@ -41,11 +41,39 @@ ROWS_PER_CALL = 1 << 16  # memory slots per scoring call: bounds its [B N, d] em
 
 
 def longmem_defaults() -> BabiTrainConfig:
-    """The paper's single-task settings without random noise (every memory is full) and without
-    linear start (so that a run of E epochs is E epochs; `--set linear_start=true` puts it back)."""
+    """The paper's single-task settings without random noise (every memory is full), without
+    linear start (so that a run of E epochs is E epochs; `--set linear_start=true` puts it back)
+    and with empty slots out of the softmax (so that a growing memory's empty slots are absent)."""
     return dataclasses.replace(
-        defaults("single"), random_noise=0.0, linear_start=False, fit_memory_to_data=False
+        defaults("single"),
+        random_noise=0.0,
+        linear_start=False,
+        fit_memory_to_data=False,
+        empty_in_denominator=False,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class Growth:
+    """Training memories that grow (a curriculum): `start` slots in the first `every` epochs,
+    doubled every `every` epochs up to the unit's N, the older slots left empty; `start` 0 fills
+    all N slots from the first epoch. Validation and test always fill all N."""
+
+    start: int = 0
+    every: int = 5
+
+    def __post_init__(self) -> None:
+        if self.start < 0 or self.every < 1:
+            raise ValueError(
+                f"a growing memory starts at 0 (off) or more slots and grows every 1 or more "
+                f"epochs, got start {self.start}, every {self.every}"
+            )
+
+    def size(self, epoch: int, memory: int) -> int:
+        """The slots filled in training epoch `epoch` (from 0) of a unit of N = `memory`."""
+        if not self.start:
+            return memory
+        return min(memory, self.start * 2 ** (epoch // self.every))
 
 
 class HaystackBatches(SentenceBatches):
@@ -68,6 +96,14 @@ class HaystackBatches(SentenceBatches):
         if self.drawn[0] != self.epoch:
             self.drawn = (self.epoch, self.draw(self.epoch).slots)
         return self.drawn[1]
+
+
+def training_draws(
+    train: HaystackSplit, memory: int, placement: Placement, growth: Growth
+) -> Callable[[int], Haystack]:
+    """Each epoch's training haystack: fresh distractors, as many slots filled as `growth` says,
+    in a memory of `memory` slots."""
+    return lambda epoch: train.haystack(growth.size(epoch, memory), placement, epoch).within(memory)
 
 
 def score(model: keras.Model, haystack: Haystack) -> tuple[np.ndarray, np.ndarray]:
@@ -108,23 +144,21 @@ def train_unit(
     config: BabiTrainConfig,
     seeds: int,
     report: Callable[[str], None],
+    growth: Growth = Growth(),
 ) -> dict:
-    """One unit: train the stack, select a seed by validation, test every seed."""
-    train, val = splits["train"], splits["eval"].haystack(memory, placement).arrays()
+    """One unit: train the stack (on memories grown as `growth` says), select a seed by
+    validation, test every seed."""
+    val = splits["eval"].haystack(memory, placement).arrays()
     test = splits["test"].haystack(memory, placement)
-    first = train.haystack(memory, placement)
+    draw = training_draws(splits["train"], memory, placement, growth)
+    first = draw(0)
     results = train_memn2n(
         first.arrays(),
         val,
         vocab_size,
         dataclasses.replace(config, memory_size=memory),
         range(1, seeds + 1),
-        batches=HaystackBatches(
-            lambda epoch: train.haystack(memory, placement, epoch),
-            first,
-            range(1, seeds + 1),
-            config.batch_size,
-        ),
+        batches=HaystackBatches(draw, first, range(1, seeds + 1), config.batch_size),
     )
     per_seed = []
     for seed, result in enumerate(results, start=1):
@@ -166,6 +200,7 @@ def train_unit(
 def run_longmem_benchmark(
     babi_dir: str,
     ptb_dir: str,
+    train_set: str,
     tasks: Sequence[int],
     memories: Sequence[int],
     placements: Sequence[Placement],
@@ -175,6 +210,7 @@ def run_longmem_benchmark(
     out: str,
     resume: bool = False,
     report: Callable[[str], None] = print,
+    growth: Growth = Growth(),
 ) -> dict:
     """Every unit of tasks x memories x placements x variants, the JSON at `out` rewritten after
     each (with `resume`, the units already there are kept and not rerun), then the plot."""
@@ -187,12 +223,14 @@ def run_longmem_benchmark(
     units: list[dict] = []
     record: dict[str, Any] = {
         "benchmark": "longmem",
+        "train_set": train_set,
         "tasks": list(tasks),
         "memories": list(memories),
         "placements": list(placements),
         "variants": {name: VARIANTS[name] for name in variants},
         "seeds": seeds,
         "config": dataclasses.asdict(config),
+        "growth": dataclasses.asdict(growth),
         "selection": SELECTION_RULE,
         "environment": environment(),
         "units": units,
@@ -200,7 +238,13 @@ def run_longmem_benchmark(
     if resume and os.path.exists(out):
         with open(out) as f:
             earlier = json.load(f)
-        if changed := [k for k, v in record["config"].items() if earlier["config"].get(k) != v]:
+        asked = {**record["config"], "train_set": train_set, "growth": record["growth"]}
+        asked_before = {
+            **earlier["config"],
+            "train_set": earlier.get("train_set", "en"),
+            "growth": earlier.get("growth", dataclasses.asdict(Growth())),
+        }
+        if changed := [k for k, v in asked.items() if asked_before.get(k) != v]:
             raise ValueError(
                 f"{out} was run with other settings ({', '.join(changed)}); not resumed"
             )
@@ -210,7 +254,7 @@ def run_longmem_benchmark(
         record["variants"] = {**earlier["variants"], **record["variants"]}
     done = {(u["task"], u["memory"], u["placement"], u["variant"]) for u in units}
     for task in tasks:
-        splits, vocabulary = haystack_splits(babi_dir, ptb_dir, [task])
+        splits, vocabulary = haystack_splits(babi_dir, ptb_dir, [task], train_set)
         for memory in memories:
             for placement in placements:
                 for variant in variants:
@@ -219,7 +263,7 @@ def run_longmem_benchmark(
                     report(f"qa{task}, memory {memory}, {placement}, {variant}:")
                     settings = dataclasses.replace(config, **VARIANTS[variant])
                     unit = train_unit(
-                        splits, len(vocabulary), memory, placement, settings, seeds, report
+                        splits, len(vocabulary), memory, placement, settings, seeds, report, growth
                     )
                     key = {"task": task, "memory": memory, "placement": placement}
                     units.append({**key, "variant": variant, **unit})
