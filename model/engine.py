@@ -118,6 +118,29 @@ class EpochLog(keras.callbacks.Callback):
             self.checkpoint.save(self.model, epoch + 1, self.history, self.seconds, ended)
 
 
+NOT_METRICS = ("epoch", "phase", "learning_rate", "seconds")
+PER_SEC = "_per_sec"
+
+
+def describe_epoch(record: dict) -> str:
+    """An epoch record of `EpochLog` as a line a person reads, figures rounded: "epoch 3
+    (linear): loss 251.6, val_loss 1.406, lr 0.005; 14.5 s, 6,219 examples/s"."""
+    metrics, speeds = [], [f"{record['seconds']:.1f} s"]
+    for name, value in record.items():
+        if name.endswith(PER_SEC):
+            speeds.append(f"{value:,.0f} {name.removesuffix(PER_SEC)}/s")
+        elif name not in NOT_METRICS:
+            metrics.append(f"{name} {value:.4g}")
+    rates = record.get("learning_rate")
+    if rates is not None:
+        rates = sorted(set(rates)) if isinstance(rates, list) else [rates]
+        metrics.append(
+            "lr " + " to ".join(f"{r:.3g}" for r in dict.fromkeys([rates[0], rates[-1]]))
+        )
+    phase = f" ({record['phase']})" if record.get("phase", "train") != "train" else ""
+    return f"epoch {record['epoch']}{phase}: {', '.join(metrics)}; {', '.join(speeds)}"
+
+
 @dataclasses.dataclass
 class TrainResult:
     """A trained model with its record: epochs, time, throughput and validation figures."""

@@ -16,15 +16,48 @@ import dataclasses
 import json
 import os
 import shutil
+import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TextIO
 
 import keras
 import tensorflow as tf
+import tqdm
 from tfx.components.trainer.fn_args_utils import FnArgs
 
 from model.checkpoint import Checkpoints
-from model.engine import Report, TrainResult
+from model.engine import Report, TrainResult, describe_epoch
+
+PROGRESS_ENV = "MEMN2N_PROGRESS"  # "json": each epoch's record as JSON, not a rounded line
+
+
+class BatchBar(keras.callbacks.Callback):
+    """A bar of the epoch's batches on a terminal (stderr), gone when the epoch ends; nothing
+    where stderr is not a terminal (logs, CI)."""
+
+    def __init__(self, label: str, stream: TextIO = sys.stderr):
+        super().__init__()
+        self.label, self.stream, self.bar = label, stream, None
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        if self.stream.isatty():
+            self.bar = tqdm.tqdm(
+                total=self.params.get("steps"),
+                desc=f"{self.label} epoch {epoch + 1}",
+                unit="batch",
+                leave=False,
+                file=self.stream,
+            )
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        """`batch`: the last batch done (once per `steps_per_execution` batches)."""
+        if self.bar is not None:
+            self.bar.update(batch + 1 - self.bar.n)
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def distribution_strategy() -> tf.distribute.Strategy:
@@ -80,9 +113,10 @@ def run(trainer: ExperimentTrainer) -> None:
         keras.mixed_precision.set_global_policy("mixed_float16")
     tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs"))
     label = f"[{config.get('model', 'memn2n')}]"
+    as_json = os.environ.get(PROGRESS_ENV) == "json"
 
     def report(record: dict) -> None:
-        print(f"{label} {json.dumps(record)}", flush=True)
+        print(f"{label} {json.dumps(record) if as_json else describe_epoch(record)}", flush=True)
 
     first = config.get("seed", 1)
     seeds = range(first, first + config.get("seeds", 1))
@@ -92,7 +126,9 @@ def run(trainer: ExperimentTrainer) -> None:
         checkpoints = Checkpoints(config["checkpoint_dir"], "if_same")
         print(f"{label} checkpoints in {checkpoints.directory}", flush=True)
     with strategy.scope():
-        results = trainer.train(settings, seeds, report, [tensorboard], checkpoints)
+        results = trainer.train(
+            settings, seeds, report, [tensorboard, BatchBar(label)], checkpoints
+        )
     seed, result = min(
         zip(seeds, results, strict=True), key=lambda pair: trainer.validation_rank(pair[1])
     )

@@ -40,15 +40,17 @@ def local_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
 
 
 class ComponentProgress(threading.Thread):
-    """Prints a line as each component of the run starts and ends, by polling the MLMD store
-    (the executions LocalDagRunner records), every `interval` seconds."""
+    """Prints a line as each of the run's `components` starts and ends ("[3/11] Transform
+    complete (12.3 s)"), by polling the MLMD store (the executions LocalDagRunner records),
+    every `interval` seconds."""
 
-    def __init__(self, config: PipelineConfig, interval: float = 1.0) -> None:
+    def __init__(self, config: PipelineConfig, components: int, interval: float = 1.0) -> None:
         super().__init__(daemon=True)
-        self.config, self.interval = config, interval
+        self.config, self.components, self.interval = config, components, interval
         self.since_ms = time.time() * 1000
         self.stopped = threading.Event()
         self.seen: dict[int, int] = {}  # execution id -> last state printed
+        self.place: dict[int, int] = {}  # execution id -> its place in the run, from 1
         self.store: metadata_store.MetadataStore | None = None  # opened once the file exists
 
     def run(self) -> None:
@@ -75,7 +77,8 @@ class ComponentProgress(threading.Thread):
             if before_run or self.seen.get(execution.id) == state:
                 continue
             self.seen[execution.id] = state
-            name = component_name(store, execution.id)
+            place = self.place.setdefault(execution.id, len(self.place) + 1)
+            name = f"[{place}/{self.components}] {component_name(store, execution.id)}"
             if state == metadata_store_pb2.Execution.RUNNING:
                 print(f"  {name} ...", file=sys.stderr, flush=True)
             else:
@@ -86,10 +89,11 @@ class ComponentProgress(threading.Thread):
 
 def run(config: PipelineConfig) -> None:
     """Run every component of `config`'s pipeline locally, in order, showing progress."""
-    progress = ComponentProgress(config)
+    pipeline = local_pipeline(config)
+    progress = ComponentProgress(config, len(pipeline.components))
     progress.start()
     try:
-        tfx.orchestration.LocalDagRunner().run(local_pipeline(config))
+        tfx.orchestration.LocalDagRunner().run(pipeline)
     finally:
         progress.stop()
 

@@ -135,6 +135,20 @@ def run_report(config: PipelineConfig) -> RunReport:
     return RunReport(components, metric, label, values, blessed, reasons, canary, pushed_to)
 
 
+def report_json(report: RunReport) -> dict:
+    """The report as plain JSON values (each component's name, state and seconds)."""
+    return {
+        "components": [
+            {"component": r.component, "state": r.state, "seconds": round(r.seconds, 1)}
+            for r in report.components
+        ],
+        **{
+            name: getattr(report, name)
+            for name in ("metric", "values", "blessed", "reasons", "canary", "pushed_to")
+        },
+    }
+
+
 def format_report(report: RunReport) -> str:
     """Components with their time, the metric per slice beside the LSTM's, verdict, push."""
     lines = [f"{'component':<18} {'state':<9} {'seconds':>8}"]

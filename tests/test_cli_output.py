@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -26,3 +27,42 @@ def test_tensorflow_start_up_lines_go_to_a_log_file_unless_verbose(tmp_path):
         [MEMN2N, "--verbose", *query], capture_output=True, text=True, env=environment
     )
     assert verbose.returncode == 1 and "oneDNN" in verbose.stderr
+
+
+def test_an_epoch_is_one_rounded_line():
+    from model.engine import describe_epoch
+
+    babi = {"epoch": 3, "phase": "linear", "learning_rate": 0.004999999888241291, "seconds": 14.512}
+    babi.update(examples_per_sec=6219.4, loss=251.60823, val_loss=1.40601)
+    assert describe_epoch(babi) == (
+        "epoch 3 (linear): loss 251.6, val_loss 1.406, lr 0.005; 14.5 s, 6,219 examples/s"
+    )
+    stack = {**babi, "phase": "softmax", "learning_rate": [0.01, 0.005, 0.01]}
+    assert "lr 0.005 to 0.01;" in describe_epoch(stack)
+    lm = {"epoch": 1, "phase": "train", "learning_rate": 0.01, "seconds": 300.24}
+    lm.update(tokens_per_sec=3325.0, loss=5.5, valid_perplexity=245.8)
+    assert describe_epoch(lm) == (
+        "epoch 1: loss 5.5, valid_perplexity 245.8, lr 0.01; 300.2 s, 3,325 tokens/s"
+    )
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_batch_bar_shows_on_a_terminal_only_and_follows_steps_per_execution():
+    from model.trainer_base import BatchBar
+
+    terminal, log = Terminal(), io.StringIO()
+    for stream in (terminal, log):
+        bar = BatchBar("[memn2n]", stream)
+        bar.set_params({"steps": 8})
+        bar.on_epoch_begin(0)
+        for batch in (3, 7):  # steps_per_execution 4
+            bar.on_train_batch_end(batch)
+        assert bar.bar.n == 8 if stream is terminal else bar.bar is None
+        bar.on_epoch_end(0)
+        assert bar.bar is None
+    assert "[memn2n] epoch 1:   0%|" in terminal.getvalue() and "0/8" in terminal.getvalue()
+    assert log.getvalue() == ""

@@ -9,6 +9,7 @@ import json
 import math
 import os
 import random
+import re
 
 import numpy as np
 import pytest
@@ -130,17 +131,23 @@ def test_an_unblessed_model_is_not_pushed_and_the_run_says_why(blessed_run, tmp_
     config_file = tmp_path / "config.json"
     config_file.write_text(json.dumps(settings))
     assert main(["pipeline", "run", "--config", str(config_file)]) == 3
-    printed = capsys.readouterr().out
-    assert "NOT blessed, nothing pushed" in printed
-    assert "slice all: sparse_categorical_accuracy (change vs baseline)" in printed
-    assert "needs at least 1.0000" in printed and "MemN2N acc" in printed
-    assert "\npushed:" not in printed
+    printed = capsys.readouterr()
+    assert "NOT blessed, nothing pushed" in printed.out
+    assert "slice all: sparse_categorical_accuracy (change vs baseline)" in printed.out
+    assert "needs at least 1.0000" in printed.out and "MemN2N acc" in printed.out
+    assert "\npushed:" not in printed.out
     assert len(os.listdir(os.path.join(blessed_run.serving_dir, "babi"))) == 1
+    assert "  [1/10] BabiExampleGen cached (" in printed.err
+    assert re.search(r"  \[\d+/10\] Evaluator complete \(\d+\.\d s\)", printed.err)
 
     executions = executions_by_component(open_metadata_store(blessed_run))
     cached = metadata_store_pb2.Execution.CACHED
     assert executions["Trainer"][-1].last_known_state == cached  # only Evaluator and Pusher reran
     assert len(executions["Evaluator"]) == 2
+    assert main(["pipeline", "run", "--config", str(config_file), "--json"]) == 3
+    report = json.loads(capsys.readouterr().out)
+    assert report["blessed"] is False and report["pushed_to"] is None and report["reasons"]
+    assert {c["component"] for c in report["components"]} >= {"Trainer", "Evaluator", "Pusher"}
 
 
 def test_bad_config_values_fail_before_anything_runs(blessed_run, tmp_path):
@@ -272,7 +279,9 @@ def test_language_model_pipeline_blesses_by_perplexity_and_serves_next_words(tmp
         rest_api_port=0,
         settle_seconds=0,
     ).start()
-    capsys.readouterr()  # the trainers' progress
+    progress = capsys.readouterr().out  # the trainers' epochs, one rounded line each
+    assert re.search(r"^\[memn2n\] epoch 2: loss [\d.]+, .*tokens/s$", progress, re.MULTILINE)
+    assert re.search(r"^\[lstm\] epoch 1: ", progress, re.MULTILINE) and '{"' not in progress
     try:
         server.wait_until_available("ptb")
         for protocol, address in (("grpc", server.port), ("rest", server.rest_api_port)):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import json
+import os
 from collections.abc import Sequence
 
 from ingest.babi.format import TRAIN_SETS
@@ -38,13 +40,19 @@ def pipeline_run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     if not config.data_dir:
         with Elapsed(f"fetching the {config.experiment} data into {config.cache_dir}"):
             config = config.with_data()
+    from model.trainer_base import PROGRESS_ENV
     from pipeline.local_runner import run
-    from pipeline.report import format_report, run_report
+    from pipeline.report import format_report, report_json, run_report
 
-    with Elapsed(f"pipeline {config.pipeline_name} (LocalDagRunner) in {config.pipeline_root}"):
-        run(config)
+    if args.json:  # for the Trainers, which run in this process
+        os.environ[PROGRESS_ENV] = "json"
+    try:
+        with Elapsed(f"pipeline {config.pipeline_name} (LocalDagRunner) in {config.pipeline_root}"):
+            run(config)
+    finally:
+        os.environ.pop(PROGRESS_ENV, None)
     report = run_report(config)
-    print(format_report(report))
+    print(json.dumps(report_json(report), indent=1) if args.json else format_report(report))
     return 0 if report.pushed_to else 3
 
 
@@ -76,6 +84,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     local.add_argument("--serving-dir", help="Pusher's destination (TF Serving layout)")
     add_cache_dir(local, default=None)  # without a data folder, the official data lands here
     local.add_argument("--data-url", help="download the data from here instead (e.g. a mirror)")
+    local.add_argument(
+        "--json", action="store_true", help="epochs and the end report as JSON, not tables"
+    )
     local.set_defaults(run=pipeline_run)
     compiled.add_argument("--engine", choices=("kubeflow-v2",), required=True)
     compiled.add_argument("--output", required=True, help="pipeline spec JSON file")
