@@ -28,6 +28,7 @@ from tfx.components.trainer.fn_args_utils import FnArgs
 from model.checkpoint import Checkpoints
 from model.engine import Report, TrainResult, describe_epoch
 
+TRAINING_FILE = "training.json"  # in the run folder: settings, seeds, every epoch's record
 PROGRESS_ENV = "MEMN2N_PROGRESS"  # "json": each epoch's record as JSON, not a rounded line
 
 
@@ -143,7 +144,7 @@ def run(trainer: ExperimentTrainer) -> None:
         **trainer.record(result),
     }
     tf.io.gfile.makedirs(fn_args.model_run_dir)
-    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, "training.json"), "w") as f:
+    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_FILE), "w") as f:
         json.dump(record, f, indent=1)
     if checkpoints:  # the run is exported and recorded: nothing left to resume
         shutil.rmtree(checkpoints.directory, ignore_errors=True)

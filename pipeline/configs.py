@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ingest.babi.download import BABI_URL, DEFAULT_CACHE_DIR, download_babi
 from ingest.babi.format import ALL_TASKS, TRAIN_SETS, TrainSet, find_task_files
@@ -32,6 +32,8 @@ from model.signatures import ACCURACY, PERPLEXITY
 if TYPE_CHECKING:
     import tensorflow_model_analysis as tfma
     from tfx.dsl.components.base.base_component import BaseComponent
+
+Baseline = Literal["lstm", "blessed"]  # what an Evaluator compares the candidate with
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +75,8 @@ class PipelineConfig:
     baseline_margin: float = 0.05  # ... and this much above the LSTM baseline's
     max_perplexity: float = 300.0  # LM: bless only below this test perplexity ...
     perplexity_margin: float = 0.0  # ... and this fraction below the LSTM baseline's (< 0: above)
+    max_regression: float = 0.0  # and at most this much worse than the latest blessed model
+    # (bAbI: accuracy, absolute; LM: perplexity, a fraction)
     context_words: int = CONTEXT_WORDS  # LM: words kept before each block, for TFMA's scoring
     canary_requests: int = 10  # gRPC requests of 8 eval questions the served candidate must answer
     beam_args: tuple[str, ...] = (
@@ -105,6 +109,8 @@ class PipelineConfig:
             raise ValueError(f"min_accuracy {self.min_accuracy} must be in [0, 1]")
         if self.max_perplexity <= 1 or self.perplexity_margin >= 1:
             raise ValueError("max_perplexity must be above 1 and perplexity_margin below 1")
+        if self.max_regression < 0:
+            raise ValueError(f"max_regression {self.max_regression} must be at least 0")
         data = self.spec.data_name(self)
         object.__setattr__(self, "pipeline_name", self.pipeline_name or f"memn2n-{data}")
         object.__setattr__(self, "model_name", self.model_name or data)
@@ -175,7 +181,7 @@ class Experiment:
     run_fn: str  # both Trainers' module path
     trainer_fields: tuple[str, ...]  # config fields passed to run_fn in custom_config
     trainer_settings: Callable[[dict, str], Any]  # custom_config -> typed settings (or fails)
-    eval_config: Callable[[PipelineConfig], tfma.EvalConfig]
+    eval_config: Callable[[PipelineConfig, Baseline], tfma.EvalConfig]
     metric: str  # the TFMA metric blessed on, as the run report reads it
     metric_label: str  # its short name in the run report's table
     check_files: Callable[[PipelineConfig], object]  # fails naming a missing or bad input file
@@ -201,16 +207,22 @@ def lm_example_gen(config: PipelineConfig) -> BaseComponent:
     )
 
 
-def babi_eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+def babi_eval_config(config: PipelineConfig, baseline: Baseline) -> tfma.EvalConfig:
+    """The accuracy bound, and the margin over the LSTM or the most the candidate may lose
+    against the latest blessed model."""
     from pipeline.evaluation import accuracy_eval_config
 
-    return accuracy_eval_config(config.min_accuracy, config.baseline_margin)
+    margin = config.baseline_margin if baseline == "lstm" else -config.max_regression
+    return accuracy_eval_config(config.min_accuracy, margin)
 
 
-def lm_eval_config(config: PipelineConfig) -> tfma.EvalConfig:
+def lm_eval_config(config: PipelineConfig, baseline: Baseline) -> tfma.EvalConfig:
+    """The perplexity bound, and the margin below the LSTM or the most the candidate may rise
+    above the latest blessed model."""
     from pipeline.evaluation import perplexity_eval_config
 
-    return perplexity_eval_config(config.max_perplexity, config.perplexity_margin)
+    margin = config.perplexity_margin if baseline == "lstm" else -config.max_regression
+    return perplexity_eval_config(config.max_perplexity, margin)
 
 
 def download_babi_archive(config: PipelineConfig) -> str:

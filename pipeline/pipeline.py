@@ -6,12 +6,15 @@ import os
 
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
+from tfx.types import standard_artifacts
 
 from model.settings import ModelKind
 from pipeline.components.serving_canary import ServingCanary
 from pipeline.configs import Experiment, PipelineConfig
 
 BASELINE_TRAINER = "BaselineTrainer"
+BLESSED_MODEL = "LatestBlessedModel"
+BLESSED_MODEL_EVALUATOR = "BlessedModelEvaluator"
 
 
 def create_pipeline(
@@ -20,7 +23,9 @@ def create_pipeline(
     metadata_connection_config: metadata_store_pb2.ConnectionConfig | None = None,
 ) -> tfx.dsl.Pipeline:
     """The experiment's example generator -> statistics, schema, validation -> Transform ->
-    Trainer (MemN2N) and BaselineTrainer (LSTM) -> Evaluator -> ServingCanary -> Pusher."""
+    Trainer (MemN2N) and BaselineTrainer (LSTM) -> Evaluator (against the LSTM) and
+    BlessedModelEvaluator (against the latest blessed MemN2N, as in the taxi template) ->
+    ServingCanary -> Pusher."""
     examples_gen = experiment.example_gen(config)
     examples = examples_gen.outputs["examples"]
     statistics_gen = tfx.components.StatisticsGen(examples=examples)
@@ -56,19 +61,43 @@ def create_pipeline(
         examples=examples,
         model=memn2n_trainer.outputs["model"],
         baseline_model=lstm_trainer.outputs["model"],
-        eval_config=experiment.eval_config(config),
+        eval_config=experiment.eval_config(config, "lstm"),
         example_splits=["test"],
     )
+    # The models this evaluator blessed in earlier runs: the latest is what serves (or what
+    # passed it and failed the LSTM check or the canary, a stricter bar). None on a first run,
+    # when TFX's Evaluator drops the change thresholds.
+    blessed_model = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(
+            type=standard_artifacts.Model,
+            producer_component_id=memn2n_trainer.id,
+            output_key="model",
+        ),
+        model_blessing=tfx.dsl.Channel(
+            type=standard_artifacts.ModelBlessing,
+            producer_component_id=BLESSED_MODEL_EVALUATOR,
+            output_key="blessing",
+        ),
+    ).with_id(BLESSED_MODEL)
+    blessed_model_evaluator = tfx.components.Evaluator(
+        examples=examples,
+        model=memn2n_trainer.outputs["model"],
+        baseline_model=blessed_model.outputs["model"],
+        eval_config=experiment.eval_config(config, "blessed"),
+        example_splits=["test"],
+    ).with_id(BLESSED_MODEL_EVALUATOR)
     canary = ServingCanary(
         model=memn2n_trainer.outputs["model"],
         examples=examples,
         model_blessing=evaluator.outputs["blessing"],
+        serving_blessing=blessed_model_evaluator.outputs["blessing"],
         requests=config.canary_requests,
         experiment=experiment.name,
     )
     pusher = tfx.components.Pusher(
         model=memn2n_trainer.outputs["model"],
-        model_blessing=evaluator.outputs["blessing"],
+        model_blessing=blessed_model_evaluator.outputs["blessing"],
         infra_blessing=canary.outputs["blessing"],
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(
@@ -88,6 +117,8 @@ def create_pipeline(
             memn2n_trainer,
             lstm_trainer,
             evaluator,
+            blessed_model,
+            blessed_model_evaluator,
             canary,
             pusher,
         ],

@@ -6,13 +6,19 @@ import dataclasses
 import json
 import os
 
+import numpy as np
 import tensorflow_model_analysis as tfma
 from ml_metadata.metadata_store import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
+from model.babi.paper import JOINT_1K_ERROR
+from model.engine import NOT_METRICS, PER_SEC
+from model.figures import pyplot, save_figure
+from model.trainer_base import TRAINING_FILE
 from pipeline.components.serving_canary import REPORT_FILE
 from pipeline.configs import PipelineConfig
 from pipeline.local_runner import component_name, open_metadata_store
+from pipeline.pipeline import BLESSED_MODEL_EVALUATOR
 
 
 @dataclasses.dataclass
@@ -117,12 +123,15 @@ def run_report(config: PipelineConfig) -> RunReport:
     components = latest_run(open_metadata_store(config))
     by_name = {run.component: run for run in components}
     metric = config.spec.metric
-    values, blessed, reasons, pushed_to = {}, None, [], None
-    if (evaluator := by_name.get("Evaluator")) and evaluator.state in ("COMPLETE", "CACHED"):
-        evaluation = evaluator.outputs["evaluation"].uri
-        values = read_metric(evaluation, metric)
-        blessed = os.path.exists(os.path.join(evaluator.outputs["blessing"].uri, "BLESSED"))
-        reasons = [] if blessed else failure_reasons(evaluation)
+    values: dict[str, dict[str, float]] = {}
+    blessed, reasons, pushed_to = None, [], None
+    for name, against in (("Evaluator", ""), (BLESSED_MODEL_EVALUATOR, "latest blessed model: ")):
+        if (evaluator := by_name.get(name)) and evaluator.state in ("COMPLETE", "CACHED"):
+            evaluation = evaluator.outputs["evaluation"].uri
+            values = values or read_metric(evaluation, metric)  # the LSTM's beside MemN2N's
+            passed = os.path.exists(os.path.join(evaluator.outputs["blessing"].uri, "BLESSED"))
+            blessed = passed and blessed is not False
+            reasons += [] if passed else [against + r for r in failure_reasons(evaluation)]
     canary = None
     if (run := by_name.get("ServingCanary")) and run.state in ("COMPLETE", "CACHED"):
         with open(os.path.join(run.outputs["blessing"].uri, REPORT_FILE)) as f:
@@ -165,7 +174,10 @@ def format_report(report: RunReport) -> str:
     if report.blessed is None:
         lines.append("\nno blessing: the Evaluator did not complete")
     elif report.blessed:
-        lines.append(f"\nblessed: MemN2N meets the {report.metric} bound and beats the LSTM")
+        lines.append(
+            f"\nblessed: MemN2N meets the {report.metric} bound, beats the LSTM and is no worse "
+            "than the latest blessed model"
+        )
     else:
         lines.append("\nNOT blessed, nothing pushed:")
         lines += [f"  {reason}" for reason in report.reasons] or ["  (no reason recorded)"]
@@ -181,3 +193,70 @@ def format_report(report: RunReport) -> str:
     if report.pushed_to:
         lines.append(f"pushed: {report.pushed_to}")
     return "\n".join(lines)
+
+
+def paper_errors(config: PipelineConfig) -> dict[int, float]:
+    """The paper's test error per task for this run's setting, where the paper has one."""
+    joint_1k = (config.experiment, config.train_set, config.mode) == ("babi", "en", "joint")
+    return {t: JOINT_1K_ERROR[t] for t in config.tasks} if joint_1k else {}
+
+
+def training_history(run: ComponentRun | None) -> list[dict]:
+    """The epochs a Trainer's run folder records in training.json (none if it did not run)."""
+    if run is None or "model_run" not in run.outputs:
+        return []
+    path = os.path.join(run.outputs["model_run"].uri, TRAINING_FILE)
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return json.load(f)["history"]
+
+
+def plot_report(report: RunReport, config: PipelineConfig, folder: str) -> list[str]:
+    """PNGs beside the table: the test metric per slice of MemN2N beside the LSTM (bAbI: error
+    %, with the paper's where it has one) and each Trainer's epochs; returns their paths."""
+    os.makedirs(folder, exist_ok=True)
+    paths = []
+    models = {"MemN2N": "candidate", "LSTM": "baseline"}
+    if candidate := report.values.get("candidate"):
+        slices = sorted((s for s in candidate if s != "all"), key=int) + ["all"]
+        as_error = report.label == "acc"
+        bars = {
+            name: [report.values.get(key, {}).get(s, np.nan) for s in slices]
+            for name, key in models.items()
+        }
+        if as_error:
+            bars = {name: [100.0 * (1.0 - v) for v in values] for name, values in bars.items()}
+            if paper := paper_errors(config):
+                paper_all = float(np.mean(list(paper.values())))
+                bars["paper"] = [paper[int(s)] if s != "all" else paper_all for s in slices]
+        figure, axis = pyplot().subplots(figsize=(max(6.0, 0.6 * len(slices) * len(bars)), 4))
+        width = 0.8 / len(bars)
+        for i, (name, values) in enumerate(bars.items()):
+            axis.bar(np.arange(len(slices)) + i * width, values, width, label=name)
+        axis.set_xticks(np.arange(len(slices)) + 0.4 - width / 2, slices)
+        axis.set_xlabel("task" if as_error else "slice")
+        axis.set_ylabel("test error %" if as_error else f"test {report.metric}")
+        axis.legend()
+        axis.grid(True, axis="y", alpha=0.3)
+        paths.append(save_figure(figure, os.path.join(folder, "test_by_slice.png")))
+    by_name = {run.component: run for run in report.components}
+    histories = {
+        name: history
+        for name, component in (("MemN2N", "Trainer"), ("LSTM", "BaselineTrainer"))
+        if (history := training_history(by_name.get(component)))
+    }
+    if histories:
+        figure, axes = pyplot().subplots(1, len(histories), figsize=(6 * len(histories), 4))
+        for axis, (name, history) in zip(np.atleast_1d(axes), histories.items(), strict=True):
+            epochs = [record["epoch"] for record in history]
+            for key in history[0]:
+                if key not in NOT_METRICS and not key.endswith(PER_SEC):
+                    axis.plot(epochs, [record[key] for record in history], label=key)
+            axis.set_title(f"{name}, each epoch")
+            axis.set_xlabel("epoch")
+            axis.set_yscale("log")
+            axis.legend()
+            axis.grid(True, alpha=0.3)
+        paths.append(save_figure(figure, os.path.join(folder, "training_curves.png")))
+    return paths

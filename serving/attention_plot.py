@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from model.figures import pyplot, save_figure
 from serving.client import attention_columns
 
 
@@ -17,11 +18,9 @@ def plot_attention(
 ) -> None:
     """Sentences in story order (rows) x hops and heads (columns), as `memn2n query` prints
     them; memory slot 0 holds the most recent sentence."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import numpy as np
+
+    plt = pyplot()
 
     sentences = [s.strip() for s in story.splitlines() if s.strip()]
     columns = attention_columns(attention, head_attention)
@@ -34,6 +33,4 @@ def plot_attention(
     axes.set_yticks(range(len(shown)), [s[:50] for s in shown])
     axes.set_title(f"{question}  ->  {answer}", fontsize=9)
     figure.colorbar(image, ax=axes, fraction=0.04)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    save_figure(figure, path)

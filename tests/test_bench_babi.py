@@ -7,6 +7,8 @@ import json
 import pytest
 
 from memn2n_cli.main import main
+from model.babi.benchmark import FAILED_ABOVE
+from model.babi.paper import JOINT_1K_ERROR
 from tests.conftest import fixture_files, write_babi
 
 
@@ -75,3 +77,10 @@ def test_bad_settings_fail_before_training(babi_dir, tmp_path, capsys):
     assert main([*args, "--config", str(settings)]) == 1
     assert f"{settings}: unknown setting(s) ['epochz']" in capsys.readouterr().err
     assert not (tmp_path / "x.json").exists()
+
+
+def test_the_papers_joint_1k_errors_are_the_table_it_summarises():
+    errors = list(JOINT_1K_ERROR.values())
+    assert sorted(JOINT_1K_ERROR) == list(range(1, 21))
+    assert round(sum(errors) / 20, 1) == 12.4  # Table 1, PE LS RN joint: 12.4 mean, 11 failed
+    assert sum(error > FAILED_ABOVE for error in errors) == 11

@@ -36,6 +36,8 @@ COMPONENTS = {
     "Trainer",
     "BaselineTrainer",
     "Evaluator",
+    "LatestBlessedModel",
+    "BlessedModelEvaluator",
     "ServingCanary",
     "Pusher",
 }
@@ -137,8 +139,14 @@ def test_an_unblessed_model_is_not_pushed_and_the_run_says_why(blessed_run, tmp_
     assert "needs at least 1.0000" in printed.out and "MemN2N acc" in printed.out
     assert "\npushed:" not in printed.out
     assert len(os.listdir(os.path.join(blessed_run.serving_dir, "babi"))) == 1
-    assert "  [1/10] BabiExampleGen cached (" in printed.err
-    assert re.search(r"  \[\d+/10\] Evaluator complete \(\d+\.\d s\)", printed.err)
+    assert "  [1/12] BabiExampleGen cached (" in printed.err
+    assert re.search(r"  \[\d+/12\] Evaluator complete \(\d+\.\d s\)", printed.err)
+    report_folder = os.path.join(blessed_run.pipeline_root, "report")
+    plots = [os.path.join(report_folder, f"{n}.png") for n in ("test_by_slice", "training_curves")]
+    for path in plots:
+        assert f"plot: {path}" in printed.out
+        with open(path, "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
     executions = executions_by_component(open_metadata_store(blessed_run))
     cached = metadata_store_pb2.Execution.CACHED
@@ -147,7 +155,35 @@ def test_an_unblessed_model_is_not_pushed_and_the_run_says_why(blessed_run, tmp_
     assert main(["pipeline", "run", "--config", str(config_file), "--json"]) == 3
     report = json.loads(capsys.readouterr().out)
     assert report["blessed"] is False and report["pushed_to"] is None and report["reasons"]
+    assert report["plots"] == plots
     assert {c["component"] for c in report["components"]} >= {"Trainer", "Evaluator", "Pusher"}
+
+
+def test_a_candidate_worse_than_the_latest_blessed_model_is_not_pushed(blessed_run, tmp_path):
+    """Against the LSTM the barely trained candidate passes (the bounds let anything pass), but
+    the BlessedModelEvaluator compares it with the model blessed and pushed before."""
+    before = run_report(blessed_run).values["candidate"]["all"]
+    settings = dataclasses.asdict(blessed_run)
+    settings.update(tasks=list(blessed_run.tasks), beam_args=list(BEAM_ARGS))
+    settings["memn2n_settings"] = {"linear_start": False, "learning_rate": 1e-7}
+    config = PipelineConfig(**settings)
+    run(config)
+    report = run_report(config)
+    assert report.values["candidate"]["all"] < before  # the premise: it is worse
+    assert report.blessed is False and report.pushed_to is None
+    [reason] = report.reasons
+    assert reason.startswith("latest blessed model: slice all: sparse_categorical_accuracy ")
+    assert "(change vs baseline)" in reason
+    assert len(os.listdir(os.path.join(blessed_run.serving_dir, "babi"))) == 1
+    store = open_metadata_store(blessed_run)
+    [blessing] = [
+        a
+        for a in store.get_artifacts_by_type("ModelBlessing")
+        if "/BlessedModelEvaluator/" in a.uri
+    ][-1:]
+    baseline = blessing.custom_properties["baseline_model_id"].int_value
+    [first_model] = [a for a in store.get_artifacts_by_type("Model") if "/Trainer/" in a.uri][:1]
+    assert baseline == first_model.id  # compared with the model the first run pushed
 
 
 def test_bad_config_values_fail_before_anything_runs(blessed_run, tmp_path):
@@ -171,6 +207,7 @@ def test_bad_config_values_fail_before_anything_runs(blessed_run, tmp_path):
             "unknown",
         ),
         ({"experiment": "lm", "corpus_dir": str(tmp_path), "max_perplexity": 1}, "above 1"),
+        ({"max_regression": -0.1}, "max_regression -0.1 must be at least 0"),
     ]:
         with pytest.raises(ValueError, match=message):
             dataclasses.replace(blessed_run, **change)
@@ -190,9 +227,13 @@ def test_kubeflow_v2_spec_names_every_component(tmp_path, experiment):
     compile_pipeline(config, str(spec_file), "example.com/memn2n:1")
     spec = json.loads(spec_file.read_text())["pipelineSpec"]
     example_gen = "LMExampleGen" if experiment == "lm" else "BabiExampleGen"
-    assert set(spec["root"]["dag"]["tasks"]) == COMPONENTS - {"BabiExampleGen"} | {example_gen}
-    images = {e["container"]["image"] for e in spec["deploymentSpec"]["executors"].values()}
-    assert images == {"example.com/memn2n:1"}
+    resolvers = {f"LatestBlessedModel-{r}-resolver" for r in ("model", "model-blessing")}
+    components = COMPONENTS - {"BabiExampleGen", "LatestBlessedModel"} | {example_gen}
+    assert set(spec["root"]["dag"]["tasks"]) == components | resolvers  # KFP's two steps
+    executors = spec["deploymentSpec"]["executors"].values()
+    containers = [e["container"] for e in executors if "container" in e]  # resolvers are not
+    assert len(containers) == len(components)
+    assert {c["image"] for c in containers} == {"example.com/memn2n:1"}
 
 
 @pytest.mark.e2e

@@ -42,7 +42,7 @@ def pipeline_run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
             config = config.with_data()
     from model.trainer_base import PROGRESS_ENV
     from pipeline.local_runner import run
-    from pipeline.report import format_report, report_json, run_report
+    from pipeline.report import format_report, plot_report, report_json, run_report
 
     if args.json:  # for the Trainers, which run in this process
         os.environ[PROGRESS_ENV] = "json"
@@ -52,7 +52,12 @@ def pipeline_run(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     finally:
         os.environ.pop(PROGRESS_ENV, None)
     report = run_report(config)
-    print(json.dumps(report_json(report), indent=1) if args.json else format_report(report))
+    plots = plot_report(report, config, os.path.join(config.pipeline_root, "report"))
+    if args.json:
+        print(json.dumps({**report_json(report), "plots": plots}, indent=1))
+    else:
+        print(format_report(report))
+        print("\n".join(f"plot: {path}" for path in plots))
     return 0 if report.pushed_to else 3
 
 

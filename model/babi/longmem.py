@@ -25,6 +25,7 @@ from model.babi.haystack import PLACEMENTS, Haystack, HaystackSplit, Placement, 
 from model.babi.settings import BabiTrainConfig, defaults
 from model.babi.training import OUTPUT, train_memn2n
 from model.benchmark import environment
+from model.figures import pyplot, save_figure
 from model.settings import check_choice
 from model.stacking import SeedBatches
 
@@ -285,13 +286,8 @@ def write_json(record: dict, path: str) -> None:
 def plot(record: dict, path: str) -> None:
     """Accuracy and attention mass on the supporting facts (mean over hops) against N, the
     tasks averaged: one line per variant, one column per placement."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot
-
     placements = record["placements"]
-    figure, axes = pyplot.subplots(2, len(placements), figsize=(6 * len(placements), 8))
+    figure, axes = pyplot().subplots(2, len(placements), figsize=(6 * len(placements), 8))
     axes = np.asarray(axes).reshape(2, len(placements))
     for column, placement in enumerate(placements):
         for variant in record["variants"]:
@@ -317,6 +313,4 @@ def plot(record: dict, path: str) -> None:
             axes[row, column].set_xlabel("memory size N (sentences)")
             axes[row, column].grid(True, alpha=0.3)
         axes[0, column].legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    pyplot.close(figure)
+    save_figure(figure, path)

@@ -20,7 +20,8 @@ BLESSED_FILE, NOT_BLESSED_FILE, REPORT_FILE = "INFRA_BLESSED", "INFRA_NOT_BLESSE
 
 
 class Executor(base_executor.BaseExecutor):
-    """serving.canary.run_canary on the Trainer's serving model, if the Evaluator blessed it."""
+    """serving.canary.run_canary on the Trainer's serving model, if every Evaluator given
+    (against the LSTM; against the latest blessed model) blessed it."""
 
     def Do(  # noqa: N802 - TFX API
         self,
@@ -30,10 +31,15 @@ class Executor(base_executor.BaseExecutor):
     ) -> None:
         model = artifact_utils.get_single_instance(input_dict["model"])
         examples = artifact_utils.get_single_instance(input_dict["examples"])
-        model_blessing = artifact_utils.get_single_instance(input_dict["model_blessing"])
         blessing = artifact_utils.get_single_instance(output_dict["blessing"])
-        if not model_utils.is_model_blessed(model_blessing):
-            report = {"blessed": False, "reason": "the Evaluator did not bless the model"}
+        blessings = {
+            key: artifact_utils.get_single_instance(input_dict[key])
+            for key in ("model_blessing", "serving_blessing")
+            if input_dict.get(key)
+        }
+        unblessed = [key for key, b in blessings.items() if not model_utils.is_model_blessed(b)]
+        if unblessed:
+            report = {"blessed": False, "reason": f"the Evaluator of {unblessed[0]} did not bless"}
         else:
             report = run_canary(
                 path_utils.serving_model_path(model.uri),
@@ -59,6 +65,7 @@ class ServingCanarySpec(ComponentSpec):
         "model": ChannelParameter(type=standard_artifacts.Model),
         "examples": ChannelParameter(type=standard_artifacts.Examples),
         "model_blessing": ChannelParameter(type=standard_artifacts.ModelBlessing),
+        "serving_blessing": ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
     }
     OUTPUTS = {"blessing": ChannelParameter(type=standard_artifacts.InfraBlessing)}
 
@@ -76,6 +83,7 @@ class ServingCanary(base_component.BaseComponent):
         model: types.BaseChannel,
         examples: types.BaseChannel,
         model_blessing: types.BaseChannel,
+        serving_blessing: types.BaseChannel | None = None,
         split: str = "eval",
         requests: int = 10,
         experiment: str = "babi",
@@ -84,6 +92,7 @@ class ServingCanary(base_component.BaseComponent):
             model=model,
             examples=examples,
             model_blessing=model_blessing,
+            serving_blessing=serving_blessing,
             split=split,
             requests=requests,
             experiment=experiment,
