@@ -17,7 +17,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 import keras
@@ -106,9 +106,12 @@ class ExperimentTrainer(abc.ABC):
         return {}
 
 
-def run(trainer: ExperimentTrainer) -> None:
-    """Train, export to the serving model folder, and write the run's `training.json`."""
-    fn_args, config = trainer.fn_args, trainer.custom_config
+def run(make_trainer: Callable[[FnArgs], ExperimentTrainer], fn_args: FnArgs) -> None:
+    """Train, export to the serving model folder, and write the run's `training.json`. The
+    strategy comes first: a multi-worker one must exist before TensorFlow runs any op."""
+    strategy = distribution_strategy()
+    trainer = make_trainer(fn_args)
+    config = trainer.custom_config
     settings = trainer.settings()
     if config.get("mixed_precision"):
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -121,7 +124,6 @@ def run(trainer: ExperimentTrainer) -> None:
 
     first = config.get("seed", 1)
     seeds = range(first, first + config.get("seeds", 1))
-    strategy = distribution_strategy()
     checkpoints = None  # with several workers, each would write the same files
     if config.get("checkpoint_dir") and strategy.num_replicas_in_sync == 1:
         checkpoints = Checkpoints(config["checkpoint_dir"], "if_same")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import keras
 import numpy as np
@@ -125,3 +126,48 @@ def test_lstm_baseline_answers_over_the_vocabulary():
     story = np.ones((2, 3, 2), "int32")
     outputs = model({"story": story, "query": np.ones((2, 2), "int32")})
     assert tuple(outputs["answer_logits"].shape) == (2, 12)
+
+
+MULTI_WORKER_START = """
+import sys, types
+import tensorflow as tf
+from model import trainer_base
+
+class ReadsDataFirst:  # as BabiTrainer and LMTrainer do in their constructors
+    def __init__(self, fn_args):
+        tf.constant([1, 2]) + 1
+        self.custom_config = {}
+
+    def settings(self):
+        return None
+
+    def train(self, *args):
+        strategy = tf.distribute.get_strategy()
+        multi_worker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+        print(multi_worker, strategy.num_replicas_in_sync)
+        sys.exit(0)
+
+trainer_base.run(ReadsDataFirst, types.SimpleNamespace(model_run_dir=sys.argv[1]))
+"""
+
+
+def test_a_multi_worker_strategy_is_made_before_the_trainer_reads_data(tmp_path):
+    """TF_CONFIG naming a cluster: the strategy must exist before any TensorFlow op runs, or
+    MultiWorkerMirroredStrategy fails ("Collective ops must be configured at program startup")."""
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    cluster = {"cluster": {"worker": [f"127.0.0.1:{port}"]}, "task": {"type": "worker", "index": 0}}
+    started = subprocess.run(
+        [sys.executable, "-c", MULTI_WORKER_START, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "TF_CONFIG": json.dumps(cluster), "PYTHONPATH": os.getcwd()},
+        timeout=300,
+    )
+    assert started.returncode == 0, started.stderr[-3000:]
+    assert started.stdout.split() == ["True", "1"]

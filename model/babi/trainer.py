@@ -89,4 +89,4 @@ class BabiTrainer(ExperimentTrainer):
 
 def run_fn(fn_args: FnArgs) -> None:
     """Train on the train split (the eval split drives LS), then export the serving model."""
-    run(BabiTrainer(fn_args))
+    run(BabiTrainer, fn_args)

@@ -75,4 +75,4 @@ class LMTrainer(ExperimentTrainer):
 
 def run_fn(fn_args: FnArgs) -> None:
     """Train on the train split (the eval split drives the rate annealing), then export."""
-    run(LMTrainer(fn_args))
+    run(LMTrainer, fn_args)
