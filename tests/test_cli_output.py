@@ -66,3 +66,27 @@ def test_the_batch_bar_shows_on_a_terminal_only_and_follows_steps_per_execution(
         assert bar.bar is None
     assert "[memn2n] epoch 1:   0%|" in terminal.getvalue() and "0/8" in terminal.getvalue()
     assert log.getvalue() == ""
+
+
+LIBRARY_WARNING = """
+import logging, sys
+from memn2n_cli.native_log import divert_native_stderr
+path = divert_native_stderr("test")
+logging.basicConfig(level=logging.INFO)  # as a library may: too late to take the terminal
+logging.getLogger("absl").warning("Fallback to non-ZetaSQL contexts")
+print("progress", file=sys.stderr)
+print(path)
+"""
+
+
+def test_python_library_warnings_go_to_the_log_file_too(tmp_path):
+    shown = subprocess.run(
+        [sys.executable, "-c", LIBRARY_WARNING],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "MEMN2N_LOG_DIR": str(tmp_path), "PYTHONPATH": os.getcwd()},
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert shown.stderr == "progress\n"
+    with open(shown.stdout.strip()) as log:
+        assert "WARNING:absl:Fallback to non-ZetaSQL contexts" in log.read()

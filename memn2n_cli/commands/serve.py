@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+import sys
 import threading
 from collections.abc import Sequence
 
@@ -23,7 +24,11 @@ def serve(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
         models = read_model_config_file(args.model_config_file)
     else:
         models = [single_model_config(args.model_name, args.model_base_path)]
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    terminal = logging.StreamHandler(sys.stderr)  # the server's own log, not the libraries'
+    terminal.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    server_log = logging.getLogger("serving")
+    server_log.setLevel(logging.INFO)
+    server_log.addHandler(terminal)
     limits = RequestLimits(args.max_request_bytes, args.max_story_lines, args.max_line_words)
     server = ModelServer(
         models,
