@@ -6,11 +6,11 @@ import os
 
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
-from tfx.types import standard_artifacts
+from tfx.types import BaseChannel, standard_artifacts
 
 from model.settings import ModelKind
 from pipeline.components.serving_canary import ServingCanary
-from pipeline.configs import Experiment, PipelineConfig
+from pipeline.configs import Baseline, Experiment, PipelineConfig
 
 BASELINE_TRAINER = "BaselineTrainer"
 BLESSED_MODEL = "LatestBlessedModel"
@@ -57,13 +57,17 @@ def create_pipeline(
 
     memn2n_trainer = trainer("memn2n")
     lstm_trainer = trainer("lstm").with_id(BASELINE_TRAINER)
-    evaluator = tfx.components.Evaluator(
-        examples=examples,
-        model=memn2n_trainer.outputs["model"],
-        baseline_model=lstm_trainer.outputs["model"],
-        eval_config=experiment.eval_config(config, "lstm"),
-        example_splits=["test"],
-    )
+
+    def evaluator(baseline_model: BaseChannel, baseline: Baseline) -> tfx.components.Evaluator:
+        return tfx.components.Evaluator(
+            examples=examples,
+            model=memn2n_trainer.outputs["model"],
+            baseline_model=baseline_model,
+            eval_config=experiment.eval_config(config, baseline),
+            example_splits=["test"],
+        )
+
+    lstm_evaluator = evaluator(lstm_trainer.outputs["model"], "lstm")
     # The models this evaluator blessed in earlier runs: the latest is what serves (or what
     # passed it and failed the LSTM check or the canary, a stricter bar). None on a first run,
     # when TFX's Evaluator drops the change thresholds.
@@ -80,17 +84,13 @@ def create_pipeline(
             output_key="blessing",
         ),
     ).with_id(BLESSED_MODEL)
-    blessed_model_evaluator = tfx.components.Evaluator(
-        examples=examples,
-        model=memn2n_trainer.outputs["model"],
-        baseline_model=blessed_model.outputs["model"],
-        eval_config=experiment.eval_config(config, "blessed"),
-        example_splits=["test"],
-    ).with_id(BLESSED_MODEL_EVALUATOR)
+    blessed_model_evaluator = evaluator(blessed_model.outputs["model"], "blessed").with_id(
+        BLESSED_MODEL_EVALUATOR
+    )
     canary = ServingCanary(
         model=memn2n_trainer.outputs["model"],
         examples=examples,
-        model_blessing=evaluator.outputs["blessing"],
+        model_blessing=lstm_evaluator.outputs["blessing"],
         serving_blessing=blessed_model_evaluator.outputs["blessing"],
         requests=config.canary_requests,
         experiment=experiment.name,
@@ -116,7 +116,7 @@ def create_pipeline(
             transform,
             memn2n_trainer,
             lstm_trainer,
-            evaluator,
+            lstm_evaluator,
             blessed_model,
             blessed_model_evaluator,
             canary,

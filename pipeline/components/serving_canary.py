@@ -20,8 +20,8 @@ BLESSED_FILE, NOT_BLESSED_FILE, REPORT_FILE = "INFRA_BLESSED", "INFRA_NOT_BLESSE
 
 
 class Executor(base_executor.BaseExecutor):
-    """serving.canary.run_canary on the Trainer's serving model, if every Evaluator given
-    (against the LSTM; against the latest blessed model) blessed it."""
+    """serving.canary.run_canary on the Trainer's serving model, if both Evaluators (against
+    the LSTM; against the latest blessed model) blessed it."""
 
     def Do(  # noqa: N802 - TFX API
         self,
@@ -32,12 +32,11 @@ class Executor(base_executor.BaseExecutor):
         model = artifact_utils.get_single_instance(input_dict["model"])
         examples = artifact_utils.get_single_instance(input_dict["examples"])
         blessing = artifact_utils.get_single_instance(output_dict["blessing"])
-        blessings = {
-            key: artifact_utils.get_single_instance(input_dict[key])
+        unblessed = [
+            key
             for key in ("model_blessing", "serving_blessing")
-            if input_dict.get(key)
-        }
-        unblessed = [key for key, b in blessings.items() if not model_utils.is_model_blessed(b)]
+            if not model_utils.is_model_blessed(artifact_utils.get_single_instance(input_dict[key]))
+        ]
         if unblessed:
             report = {"blessed": False, "reason": f"the Evaluator of {unblessed[0]} did not bless"}
         else:
@@ -65,7 +64,7 @@ class ServingCanarySpec(ComponentSpec):
         "model": ChannelParameter(type=standard_artifacts.Model),
         "examples": ChannelParameter(type=standard_artifacts.Examples),
         "model_blessing": ChannelParameter(type=standard_artifacts.ModelBlessing),
-        "serving_blessing": ChannelParameter(type=standard_artifacts.ModelBlessing, optional=True),
+        "serving_blessing": ChannelParameter(type=standard_artifacts.ModelBlessing),
     }
     OUTPUTS = {"blessing": ChannelParameter(type=standard_artifacts.InfraBlessing)}
 
@@ -83,7 +82,7 @@ class ServingCanary(base_component.BaseComponent):
         model: types.BaseChannel,
         examples: types.BaseChannel,
         model_blessing: types.BaseChannel,
-        serving_blessing: types.BaseChannel | None = None,
+        serving_blessing: types.BaseChannel,
         split: str = "eval",
         requests: int = 10,
         experiment: str = "babi",
