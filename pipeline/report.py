@@ -18,7 +18,7 @@ from model.trainer_base import TRAINING_FILE
 from pipeline.components.serving_canary import REPORT_FILE
 from pipeline.configs import PipelineConfig
 from pipeline.local_runner import component_name, open_metadata_store
-from pipeline.pipeline import BLESSED_MODEL_EVALUATOR
+from pipeline.pipeline import BASELINE_TRAINER, BLESSED_MODEL_EVALUATOR
 
 
 @dataclasses.dataclass
@@ -128,7 +128,8 @@ def run_report(config: PipelineConfig) -> RunReport:
     for name, against in (("Evaluator", ""), (BLESSED_MODEL_EVALUATOR, "latest blessed model: ")):
         if (evaluator := by_name.get(name)) and evaluator.state in ("COMPLETE", "CACHED"):
             evaluation = evaluator.outputs["evaluation"].uri
-            values = values or read_metric(evaluation, metric)  # the LSTM's beside MemN2N's
+            if name == "Evaluator":  # MemN2N's values beside the LSTM's
+                values = read_metric(evaluation, metric)
             passed = os.path.exists(os.path.join(evaluator.outputs["blessing"].uri, "BLESSED"))
             blessed = passed and blessed is not False
             reasons += [] if passed else [against + r for r in failure_reasons(evaluation)]
@@ -243,7 +244,7 @@ def plot_report(report: RunReport, config: PipelineConfig, folder: str) -> list[
     by_name = {run.component: run for run in report.components}
     histories = {
         name: history
-        for name, component in (("MemN2N", "Trainer"), ("LSTM", "BaselineTrainer"))
+        for name, component in (("MemN2N", "Trainer"), ("LSTM", BASELINE_TRAINER))
         if (history := training_history(by_name.get(component)))
     }
     if histories:
