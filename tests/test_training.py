@@ -154,14 +154,13 @@ trainer_base.run(ReadsDataFirst, types.SimpleNamespace(model_run_dir=sys.argv[1]
 def test_a_multi_worker_strategy_is_made_before_the_trainer_reads_data(tmp_path):
     """TF_CONFIG naming a cluster: the strategy must exist before any TensorFlow op runs, or
     MultiWorkerMirroredStrategy fails ("Collective ops must be configured at program startup")."""
-    import socket
     import subprocess
     import sys
 
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        port = free.getsockname()[1]
-    cluster = {"cluster": {"worker": [f"127.0.0.1:{port}"]}, "task": {"type": "worker", "index": 0}}
+    from serving.load_bench import free_port
+
+    worker = f"127.0.0.1:{free_port()}"
+    cluster = {"cluster": {"worker": [worker]}, "task": {"type": "worker", "index": 0}}
     started = subprocess.run(
         [sys.executable, "-c", MULTI_WORKER_START, str(tmp_path)],
         capture_output=True,
