@@ -18,6 +18,7 @@ from tensorflow_serving.apis import (
 
 from serving.core import ServerCore
 from serving.servable import InvalidArgument, ServingError
+from serving.tensor_proto import to_ndarray, to_tensor_proto
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def tensor_inputs(request: predict_pb2.PredictRequest) -> dict:
     for name, proto in request.inputs.items():
         declared_elements(name, proto)
         try:
-            inputs[name] = tf.make_ndarray(proto)
+            inputs[name] = to_ndarray(proto)
         except Exception as e:
             raise InvalidArgument(f"input '{name}' is not a valid TensorProto: {e}") from None
     return inputs
@@ -80,10 +81,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 list(request.output_filter),
                 request.ByteSize(),
             )
-            response = predict_pb2.PredictResponse(model_spec=spec)
-            for name, value in outputs.items():
-                response.outputs[name].CopyFrom(tf.make_tensor_proto(value))
-            return response
+            return predict_pb2.PredictResponse(
+                model_spec=spec, outputs={k: to_tensor_proto(v) for k, v in outputs.items()}
+            )
 
     def GetModelMetadata(self, request, context):  # noqa: N802 - gRPC method name
         with status_on_error(context):

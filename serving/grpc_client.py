@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import grpc
 import numpy as np
-import tensorflow as tf
 from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from serving.client import QueryError
+from serving.tensor_proto import to_ndarray
 
 
 def grpc_predict(
@@ -20,7 +20,7 @@ def grpc_predict(
         response = stub.Predict(request, timeout=timeout)
     except grpc.RpcError as e:
         raise QueryError(f"{e.code().name}: {e.details()}") from None
-    outputs = {k: tf.make_ndarray(v) for k, v in response.outputs.items()}
+    outputs = {k: to_ndarray(v) for k, v in response.outputs.items()}
     return response.model_spec.version.value, outputs
 
 

@@ -2,11 +2,13 @@
 in-process call of the same SavedModel, with and without batching, and failures across a swap.
 
 The server runs as its own `memn2n serve` process; the clients are threads of this process, each
-with its own connection, sending one question per request in a closed loop.
+with its own connection, sending one question per request in a closed loop. The in-process floor
+runs in a process of its own with the server's TensorFlow threads.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import json
 import os
@@ -28,6 +30,7 @@ from tensorflow_serving.apis import prediction_service_pb2_grpc
 from model.signatures import TEXT_SIGNATURE, question_request
 from serving.client import QueryError
 from serving.grpc_client import grpc_predict
+from serving.server import set_tensorflow_threads
 
 MODEL = "babi"
 STORY = "\n".join(  # a task-1 story of 10 sentences
@@ -64,11 +67,26 @@ def memn2n_command() -> str:
     return os.path.join(os.path.dirname(sys.executable), "memn2n")
 
 
+@dataclasses.dataclass(frozen=True)
+class TensorFlowThreads:
+    """`memn2n serve`'s --tensorflow_intra_op_parallelism and --tensorflow_inter_op_parallelism."""
+
+    intra_op: int = 1
+    inter_op: int = 0
+
+
 class ServerProcess:
     """`memn2n serve` in a child process on free loopback ports."""
 
-    def __init__(self, base_path: str, batching: bool, source: str | None = None):
-        """`source`: serve with the code of another checkout (e.g. an older commit) instead."""
+    def __init__(
+        self,
+        base_path: str,
+        batching: bool,
+        source: str | None = None,
+        threads: TensorFlowThreads | None = None,
+    ):
+        """`source`: serve with the code of another checkout (e.g. an older commit) instead; it
+        gets only the flags every version had (batching off)."""
         self.port, self.rest_api_port = free_port(), free_port()
         environment = {**os.environ, "PYTHONPATH": os.path.abspath(source)} if source else None
         command = [
@@ -79,7 +97,16 @@ class ServerProcess:
             f"--model_name={MODEL}",
             f"--model_base_path={base_path}",
             "--file_system_poll_wait_seconds=0.5",
-        ] + (["--enable_batching"] if batching else [])
+        ]
+        if source is None:
+            threads = threads or TensorFlowThreads()
+            command += [
+                f"--enable_batching={str(batching).lower()}",
+                f"--tensorflow_intra_op_parallelism={threads.intra_op}",
+                f"--tensorflow_inter_op_parallelism={threads.inter_op}",
+            ]
+        elif batching:
+            raise ValueError("another checkout is served without batching")
         self.process = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
@@ -134,6 +161,27 @@ def rest_caller(port: int) -> Callable[[], Callable[[], int]]:
         return call
 
     return make
+
+
+def in_process_floor(
+    model_dir: str, clients: list[int], seconds: float, threads: TensorFlowThreads
+) -> list[dict]:
+    """`in_process_caller` at each client count, in a fresh process with `threads`."""
+    command = [
+        sys.executable,
+        "-m",
+        "serving.load_bench",
+        model_dir,
+        ",".join(map(str, clients)),
+        str(seconds),
+        str(threads.intra_op),
+        str(threads.inter_op),
+    ]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    done = subprocess.run(command, capture_output=True, text=True, cwd=root, check=False)
+    if done.returncode:
+        raise RuntimeError(f"the in-process floor failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.splitlines()[-1])
 
 
 def in_process_caller(model_dir: str) -> Callable[[], Callable[[], int]]:
@@ -199,51 +247,109 @@ def closed_loop(make_caller, clients: int, seconds: float, on_start=None) -> dic
     }
 
 
+SERVERS = {"grpc": True, "rest": True, "grpc_no_batching": False, "rest_no_batching": False}
+
+
+def one_round(
+    model_dir: str,
+    base_path: str,
+    clients: list[int],
+    seconds: float,
+    threads: TensorFlowThreads,
+    report: Callable[[str], None],
+) -> dict:
+    """The floor, then each protocol on a fresh server with batching on (the default) and off."""
+    measured = {"in_process": in_process_floor(model_dir, clients, seconds, threads)}
+    report(f"in-process: {measured['in_process']}")
+    for batching in (True, False):
+        server = ServerProcess(base_path, batching=batching, threads=threads)
+        try:
+            for protocol, caller in (
+                ("grpc", grpc_caller(server.port)),
+                ("rest", rest_caller(server.rest_api_port)),
+            ):
+                name = protocol if batching else f"{protocol}_no_batching"
+                measured[name] = [closed_loop(caller, c, seconds) for c in clients]
+                report(f"{name}: {measured[name]}")
+        finally:
+            server.stop()
+    return measured
+
+
+def ratio(point: dict, floor: dict, key: str) -> float:
+    return round(point[key] / floor[key], 3)
+
+
+def serve_targets(rounds: list[dict], clients: list[int]) -> dict:
+    """Each target, per round: gRPC p50 at 1 client <= 2x in-process; requests/s at the most
+    clients >= 70% of in-process for gRPC and REST; batching's gain at every client count."""
+    targets: dict = {}
+    if 1 in clients:
+        at = clients.index(1)
+        over = [ratio(r["grpc"][at], r["in_process"][at], "p50_ms") for r in rounds]
+        targets["grpc_p50_over_in_process_at_1_client"] = over
+        targets["grpc_p50_within_2x_in_process_every_round"] = all(x <= 2 for x in over)
+    most = clients.index(max(clients))
+    for protocol in ("grpc", "rest"):
+        share = [
+            ratio(r[protocol][most], r["in_process"][most], "requests_per_sec") for r in rounds
+        ]
+        targets[f"{protocol}_requests_per_sec_over_in_process_at_{max(clients)}_clients"] = share
+        targets[f"{protocol}_at_least_70_percent_every_round"] = all(x >= 0.7 for x in share)
+    targets["batching_over_no_batching"] = {
+        protocol: {
+            str(count): {
+                "requests_per_sec": [
+                    ratio(r[protocol][i], r[f"{protocol}_no_batching"][i], "requests_per_sec")
+                    for r in rounds
+                ],
+                "p50_ms": [
+                    ratio(r[protocol][i], r[f"{protocol}_no_batching"][i], "p50_ms") for r in rounds
+                ],
+            }
+            for i, count in enumerate(clients)
+        }
+        for protocol in ("grpc", "rest")
+    }
+    return targets
+
+
 def run_serve_benchmark(
     model_dir: str,
     clients: list[int],
     seconds: float,
+    rounds: int = 1,
+    threads: TensorFlowThreads | None = None,
     report: Callable[[str], None] = print,
 ) -> dict:
-    """Every protocol at every client count, batching at the largest, and a version swap."""
+    """`rounds` rounds of every protocol at every client count, then a version swap."""
+    threads = threads or TensorFlowThreads()
     result: dict = {
         "model_dir": os.path.abspath(model_dir),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
         "seconds_per_point": seconds,
         "request": {"story_sentences": STORY.count("\n") + 1, "questions_per_request": 1},
+        "tensorflow_threads": dataclasses.asdict(threads),
+        "clients": clients,
+        "rounds": [],
     }
     with tempfile.TemporaryDirectory() as base_path:
         copy_version(model_dir, base_path, 1)
-        floor = in_process_caller(model_dir)
-        result["in_process"] = [closed_loop(floor, c, seconds) for c in clients]
-        report(f"in-process: {result['in_process']}")
-        server = ServerProcess(base_path, batching=False)
+        for number in range(1, rounds + 1):
+            report(f"round {number} of {rounds}")
+            result["rounds"].append(
+                one_round(model_dir, base_path, clients, seconds, threads, report)
+            )
+        server = ServerProcess(base_path, batching=True, threads=threads)
         try:
-            for name, caller in (
-                ("grpc", grpc_caller(server.port)),
-                ("rest", rest_caller(server.rest_api_port)),
-            ):
-                result[name] = [closed_loop(caller, c, seconds) for c in clients]
-                report(f"{name}: {result[name]}")
             result["swap"] = swap_under_load(server, model_dir, base_path, seconds)
             report(f"swap: {result['swap']}")
         finally:
             server.stop()
-        batching = ServerProcess(base_path, batching=True)
-        try:
-            result["grpc_batching"] = [
-                closed_loop(grpc_caller(batching.port), c, seconds) for c in clients
-            ]
-            report(f"grpc with batching: {result['grpc_batching']}")
-        finally:
-            batching.stop()
-    result["targets"] = {"zero_failed_across_swap": result["swap"]["failed"] == 0}
-    if 1 in clients:
-        at_one = clients.index(1)
-        floor_p50 = result["in_process"][at_one]["p50_ms"]
-        grpc_p50 = result["grpc"][at_one]["p50_ms"]
-        result["targets"]["grpc_p50_over_in_process_at_1_client"] = round(grpc_p50 / floor_p50, 2)
-        result["targets"]["grpc_p50_under_2x_in_process"] = grpc_p50 < 2 * floor_p50
+    result["targets"] = {
+        **serve_targets(result["rounds"], clients),
+        "zero_failed_across_swap": result["swap"]["failed"] == 0,
+    }
     return result
 
 
@@ -293,3 +399,10 @@ def swap_under_load(server: ServerProcess, model_dir: str, base_path: str, secon
         time.sleep(seconds / 2)
 
     return {**closed_loop(grpc_caller(server.port), 8, seconds, push_midway), "pushed_version": 2}
+
+
+if __name__ == "__main__":  # the in-process floor, run by in_process_floor
+    model, counts, duration, intra_op, inter_op = sys.argv[1:]
+    set_tensorflow_threads(int(intra_op), int(inter_op))
+    floor = in_process_caller(model)
+    print(json.dumps([closed_loop(floor, int(c), float(duration)) for c in counts.split(",")]))

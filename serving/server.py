@@ -10,12 +10,20 @@ import os
 from concurrent import futures
 
 import grpc
+import tensorflow as tf
 from tensorflow_serving.config import model_server_config_pb2
 
 from serving import grpc_api, rest_api
 from serving.core import ServerCore
 from serving.model_manager import ModelManager
 from serving.servable import RequestLimits
+
+
+def set_tensorflow_threads(intra_op: int, inter_op: int) -> None:
+    """TF Serving's --tensorflow_intra_op_parallelism and --tensorflow_inter_op_parallelism
+    (0: TensorFlow's choice), for this process; before any model is loaded."""
+    tf.config.threading.set_intra_op_parallelism_threads(intra_op)
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op)
 
 
 class ModelServer:
@@ -73,7 +81,7 @@ class ModelServer:
                 self.core,
                 self.bind_address,
                 self.rest_api_port,
-                self.workers,
+                self.rest_api_num_threads,
                 self.connection_limits,
             ).start()
             self.rest_api_port = self._http_server.port

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import grpc
 import numpy as np
@@ -19,7 +21,74 @@ from model.babi.export import answer_questions
 from model.signatures import question_request
 from serving.client import rest_predict
 from serving.grpc_client import grpc_predict
+from serving.servable import InvalidArgument, RequestBatcher
+from serving.tensor_proto import to_ndarray, to_tensor_proto
 from tests.conftest import INPUTS, QUESTION, STORY, pushed_version, rest
+
+
+@pytest.mark.parametrize(
+    "array",
+    [
+        np.array([[b"Mary went", "é".encode()], [b"", b"x"]], dtype=object),
+        np.arange(24, dtype=np.float32).reshape(2, 3, 4) / 7,
+        np.array([[-(2**31), 2**31 - 1]], dtype=np.int32),
+        np.array([-(2**63), 2**63 - 1, 0], dtype=np.int64),
+        np.zeros((0, 5), dtype=np.float32),
+        np.array([True, False]),  # a dtype without a fast path
+    ],
+)
+def test_tensor_protos_are_written_and_read_as_tensorflow_does(array):
+    proto = to_tensor_proto(array)
+    assert proto == tf.make_tensor_proto(array)
+    for decoded in (to_ndarray(proto), to_ndarray(tf.make_tensor_proto(array))):
+        assert decoded.dtype == array.dtype and decoded.shape == array.shape
+        np.testing.assert_array_equal(decoded, array)
+
+
+def test_a_lone_request_runs_in_its_own_thread_and_concurrent_ones_are_merged():
+    callers: list[tuple[threading.Thread, int]] = []
+    release = threading.Event()
+
+    def run(inputs: dict) -> dict:
+        callers.append((threading.current_thread(), len(inputs["x"])))
+        if len(callers) == 2:
+            release.wait(10)  # hold the first merged batch while more requests queue
+        return {"y": inputs["x"] * 2}
+
+    batcher = RequestBatcher(run, max_batch=4)
+    assert batcher.submit({"x": np.array([1])})["y"].tolist() == [2]
+    assert callers == [(threading.current_thread(), 1)]
+    answers: dict[int, list] = {}
+
+    def ask(i: int) -> None:
+        answers[i] = batcher.submit({"x": np.array([i, -i])})["y"].tolist()
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(1, 6)]
+    threads[0].start()
+    while len(callers) < 2:
+        time.sleep(0.001)
+    for thread in threads[1:]:
+        thread.start()
+    while len(batcher.pending) < 4:
+        time.sleep(0.001)
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert answers == {i: [2 * i, -2 * i] for i in range(1, 6)}
+    assert [size for _, size in callers[1:]] == [2, 4, 4]  # max_batch examples at most
+
+
+def test_a_failed_batch_fails_each_of_its_requests_and_the_next_runs():
+    def run(inputs: dict) -> dict:
+        if (inputs["x"] < 0).any():
+            raise InvalidArgument("negative")
+        return {"y": inputs["x"]}
+
+    batcher = RequestBatcher(run)
+    with pytest.raises(InvalidArgument, match="negative"):
+        batcher.submit({"x": np.array([-1])})
+    assert batcher.submit({"x": np.array([3])})["y"].tolist() == [3]
+    assert batcher.running == 0 and not batcher.pending
 
 
 def test_grpc_predict_answers_as_the_saved_model_does(blessed_run, stub):

@@ -233,13 +233,15 @@ def test_bench_serve_measures_every_protocol_and_a_swap_without_failures(blessed
     from serving.load_bench import run_serve_benchmark
 
     result = run_serve_benchmark(pushed_version(blessed_run), [1], 0.5, report=lambda line: None)
-    for protocol in ("in_process", "grpc", "rest", "grpc_batching"):
-        [point] = result[protocol]
+    [measured] = result["rounds"]
+    assert set(measured) == {"in_process", "grpc", "rest", "grpc_no_batching", "rest_no_batching"}
+    for [point] in measured.values():
         assert point["clients"] == 1 and point["requests"] > 0 and point["failed"] == 0
         assert 0 < point["p50_ms"] <= point["p99_ms"]
+    assert result["tensorflow_threads"] == {"intra_op": 1, "inter_op": 0}
     assert result["swap"]["failed"] == 0 and result["swap"]["versions"] == [1, 2]
-    assert set(result["targets"]) == {
-        "grpc_p50_over_in_process_at_1_client",
-        "grpc_p50_under_2x_in_process",
-        "zero_failed_across_swap",
-    }
+    targets = result["targets"]
+    [over] = targets["grpc_p50_over_in_process_at_1_client"]
+    assert over == round(measured["grpc"][0]["p50_ms"] / measured["in_process"][0]["p50_ms"], 3)
+    assert targets["grpc_p50_within_2x_in_process_every_round"] == (over <= 2)
+    assert set(targets["batching_over_no_batching"]["rest"]["1"]) == {"requests_per_sec", "p50_ms"}

@@ -126,7 +126,11 @@ def bench_lm(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
 
 def bench_serve(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     from model.benchmark import environment
-    from serving.load_bench import rest_against_reference, run_serve_benchmark
+    from serving.load_bench import (
+        TensorFlowThreads,
+        rest_against_reference,
+        run_serve_benchmark,
+    )
 
     versions = [v for v in os.listdir(args.model_base_path) if v.isdigit()]
     if not versions:
@@ -147,15 +151,24 @@ def bench_serve(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
             )
         return 0
     with Elapsed(f"bench serve: {model_dir}"):
-        result = run_serve_benchmark(model_dir, args.clients, args.seconds, report_progress)
+        threads = TensorFlowThreads(intra_op=args.tensorflow_intra_op_parallelism)
+        result = run_serve_benchmark(
+            model_dir, args.clients, args.seconds, args.rounds, threads, report_progress
+        )
     write_result(args.out, result)
-    print(f"{'protocol':<14} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'failed':>6}")
-    for protocol in ("in_process", "grpc", "rest", "grpc_batching"):
-        for point in result[protocol]:
-            print(
-                f"{protocol:<14} {point['clients']:>7} {point['p50_ms']:>8.2f} "
-                f"{point['p99_ms']:>8.2f} {point['requests_per_sec']:>8.1f} {point['failed']:>6}"
-            )
+    print(f"{'protocol':<18} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'failed':>6}")
+    for number, measured in enumerate(result["rounds"], 1):
+        print(f"round {number}")
+        for protocol, points in measured.items():
+            for point in points:
+                print(
+                    f"{protocol:<18} {point['clients']:>7} {point['p50_ms']:>8.2f} "
+                    f"{point['p99_ms']:>8.2f} {point['requests_per_sec']:>8.1f} "
+                    f"{point['failed']:>6}"
+                )
+    for name, value in result["targets"].items():
+        if name != "batching_over_no_batching":
+            print(f"{name}: {value}")
     swap = result["swap"]
     print(
         f"swap to version 2 under 8 gRPC clients: {swap['requests']} requests, "
@@ -295,6 +308,12 @@ def register(commands: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "--reference", help="a checkout of other code: compare REST only, served in turn"
     )
-    serve.add_argument("--rounds", type=int, default=3, help="with --reference")
+    serve.add_argument("--rounds", type=int, default=3, help="each on freshly started servers")
+    serve.add_argument(
+        "--tensorflow_intra_op_parallelism",
+        type=int,
+        default=1,
+        help="the server's and the in-process floor's (memn2n serve's flag; 0: TF's choice)",
+    )
     serve.add_argument("--out", required=True, help="result JSON file")
     serve.set_defaults(run=bench_serve)

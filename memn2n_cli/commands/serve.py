@@ -16,8 +16,11 @@ def serve(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     from serving.model_manager import read_model_config_file, single_model_config
     from serving.rest_api import ConnectionLimits
     from serving.servable import RequestLimits
-    from serving.server import ModelServer
+    from serving.server import ModelServer, set_tensorflow_threads
 
+    set_tensorflow_threads(
+        args.tensorflow_intra_op_parallelism, args.tensorflow_inter_op_parallelism
+    )
     if bool(args.model_config_file) == bool(args.model_base_path):
         raise ValueError("give either --model_config_file or --model_base_path (with --model_name)")
     if args.model_config_file:
@@ -60,6 +63,15 @@ def serve(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
     return 0
 
 
+def flag_value(value: str) -> bool:
+    """absl's boolean flag values, as tensorflow_model_server takes them."""
+    if value.lower() in ("true", "1", "yes"):
+        return True
+    if value.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"not a boolean: {value!r} (true or false)")
+
+
 def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser(
         "serve", help="serve pushed models over TF Serving's gRPC and REST APIs"
@@ -71,7 +83,26 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--model_config_file", help="ModelServerConfig text file (several models)")
     parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0)
     parser.add_argument("--bind_address", default="127.0.0.1", help="e.g. 0.0.0.0 for all")
-    parser.add_argument("--enable_batching", action="store_true", help="merge concurrent requests")
+    parser.add_argument(
+        "--enable_batching",
+        type=flag_value,
+        nargs="?",
+        const=True,
+        default=False,
+        help="merge concurrent requests (--enable_batching or --enable_batching=true)",
+    )
+    parser.add_argument(
+        "--tensorflow_intra_op_parallelism",
+        type=int,
+        default=1,
+        help="threads within one op (default 1; 0: TensorFlow's choice)",
+    )
+    parser.add_argument(
+        "--tensorflow_inter_op_parallelism",
+        type=int,
+        default=0,
+        help="ops run at once (0: TensorFlow's choice)",
+    )
     parser.add_argument(
         "--rest_api_num_threads", type=int, help="threads answering REST (default: 4 per CPU)"
     )
