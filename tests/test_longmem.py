@@ -11,7 +11,7 @@ import pytest
 
 from memn2n_cli.main import main
 from model.babi.haystack import CHUNK_WORDS, entity_words, haystack_splits, read_questions
-from model.babi.longmem import Growth, HaystackBatches, training_draws
+from model.babi.longmem import Growth, HaystackBatches, complete_tasks, training_draws
 from tests.conftest import fixture_files, write_babi
 
 PTB_LINES = [  # 14 words: two chunks; one line names a task entity, one a place
@@ -164,3 +164,27 @@ def test_bench_longmem_writes_the_curve_and_its_plot_and_resumes(tmp_path, capsy
     assert "other settings (train_set); not resumed" in capsys.readouterr().err
     assert main([*args, "--variants", "plain", "--resume", "--grow-from", "10"]) == 1
     assert "other settings (growth); not resumed" in capsys.readouterr().err
+
+
+def test_the_curve_averages_only_the_tasks_run_at_every_size_for_every_variant():
+    """A task part-way through (qa2 at N=50 only, or for one variant) would bend the curve."""
+    units = [
+        {"task": t, "memory": m, "placement": "scattered", "variant": v}
+        for t, m, v in [
+            (1, 50, "plain"),
+            (1, 1000, "plain"),
+            (1, 50, "top-k"),
+            (1, 1000, "top-k"),
+            (2, 50, "plain"),
+            (2, 50, "top-k"),
+            (2, 1000, "plain"),
+            (3, 50, "plain"),
+            (3, 1000, "plain"),
+            (3, 50, "top-k"),
+            (3, 1000, "top-k"),
+        ]
+    ]
+    units.append({"task": 2, "memory": 50, "placement": "block", "variant": "plain"})
+    record = {"tasks": [1, 2, 3], "units": units}
+    assert complete_tasks(record, "scattered") == [1, 3]
+    assert complete_tasks(record, "block") == [2]

@@ -283,16 +283,33 @@ def write_json(record: dict, path: str) -> None:
     os.replace(partial, path)
 
 
+def complete_tasks(record: dict, placement: str) -> list[int]:
+    """The tasks with a unit at every memory size for every variant of `placement`: the only
+    ones a curve may average, so that each of its points averages the same tasks."""
+    units = [u for u in record["units"] if u["placement"] == placement]
+    have = {(u["task"], u["memory"], u["variant"]) for u in units}
+    variants, memories = {u["variant"] for u in units}, {u["memory"] for u in units}
+    return [
+        task
+        for task in record["tasks"]
+        if all((task, m, v) in have for m in memories for v in variants)
+    ]
+
+
 def plot(record: dict, path: str) -> None:
-    """Accuracy and attention mass on the supporting facts (mean over hops) against N, the
-    tasks averaged: one line per variant, one column per placement."""
+    """Accuracy and attention mass on the supporting facts (mean over hops) against N, averaged
+    over the tasks run at every N for every variant: one line per variant, one column per
+    placement."""
     placements = record["placements"]
     figure, axes = pyplot().subplots(2, len(placements), figsize=(6 * len(placements), 8))
     axes = np.asarray(axes).reshape(2, len(placements))
     for column, placement in enumerate(placements):
+        tasks = complete_tasks(record, placement)
         for variant in record["variants"]:
             units = [
-                u for u in record["units"] if (u["placement"], u["variant"]) == (placement, variant)
+                u
+                for u in record["units"]
+                if (u["placement"], u["variant"]) == (placement, variant) and u["task"] in tasks
             ]
             memories = sorted({u["memory"] for u in units})
             for row, figure_of in enumerate(
@@ -303,8 +320,8 @@ def plot(record: dict, path: str) -> None:
                     for m in memories
                 ]
                 axes[row, column].plot(memories, means, marker="o", label=variant)
-        tasks = ", ".join(f"qa{t}" for t in record["tasks"])
-        axes[0, column].set_title(f"{placement} ({tasks}, selected seeds)")
+        names = ", ".join(f"qa{t}" for t in tasks) or "no task at every N yet"
+        axes[0, column].set_title(f"{placement} ({names}, selected seeds)")
         axes[0, column].set_ylabel("test accuracy %")
         axes[1, column].set_ylabel("attention on supporting facts (mean over hops)")
         for row in range(2):
