@@ -11,9 +11,7 @@ import tensorflow as tf
 from ingest.babi.download import ChecksumError, download_babi, verify_babi_dir
 from ingest.babi.export import export_babi
 from memn2n_cli.main import main
-from tests.conftest import TASK1, fixture_files, make_archive, write_babi
-
-BEAM_ARGS = ["--direct_running_mode=in_memory"]
+from tests.conftest import BEAM_ARGS, TASK1, fixture_files, make_archive, write_babi
 
 
 def read_examples(pattern: str) -> list[tf.train.Example]:

@@ -293,9 +293,9 @@ def test_language_model_pipeline_blesses_by_perplexity_and_serves_next_words(tmp
         epochs=2,
         max_perplexity=1000.0,
         perplexity_margin=-10.0,  # any trained model passes; the second run tightens the bound
-        beam_args=BEAM_ARGS,
-    )
+    )  # the pipeline's Beam arguments: this run goes through worker processes
     assert config.pipeline_name == "memn2n-ptb" and config.model_name == "ptb"
+    assert "--direct_running_mode=multi_processing" in config.beam_args  # worker processes
     run(config)
     store = open_metadata_store(config)
     executions = executions_by_component(store)
@@ -336,7 +336,7 @@ def test_language_model_pipeline_blesses_by_perplexity_and_serves_next_words(tmp
         server.stop()
 
     settings = dataclasses.asdict(config)
-    settings.update(max_perplexity=round(perplexity * 0.9, 3), beam_args=list(BEAM_ARGS))
+    settings.update(max_perplexity=round(perplexity * 0.9, 3), beam_args=list(config.beam_args))
     config_file = tmp_path / "config.json"
     config_file.write_text(json.dumps(settings))
     assert main(["pipeline", "run", "--config", str(config_file)]) == 3
