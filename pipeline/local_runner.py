@@ -7,12 +7,13 @@ import os
 import sys
 import threading
 import time
-from typing import Any
+from typing import Any, TextIO
 
 if __name__ == "__main__":  # run as a file (as the tfx CLI does): pipeline/ must not shadow
     here = os.path.dirname(os.path.abspath(__file__))  # the package of the same name
     sys.path = [p for p in sys.path if os.path.abspath(p or ".") != here]
 
+import tqdm  # noqa: E402
 from ml_metadata import errors  # noqa: E402
 from ml_metadata.metadata_store import metadata_store  # noqa: E402
 from ml_metadata.proto import metadata_store_pb2  # noqa: E402
@@ -42,11 +43,23 @@ def local_pipeline(config: PipelineConfig) -> tfx.dsl.Pipeline:
 class ComponentProgress(threading.Thread):
     """Prints a line as each of the run's `components` starts and ends ("[3/11] Transform
     complete (12.3 s)"), by polling the MLMD store (the executions LocalDagRunner records),
-    every `interval` seconds."""
+    every `interval` seconds; on a terminal, a bar of the components ended stays below them."""
 
-    def __init__(self, config: PipelineConfig, components: int, interval: float = 1.0) -> None:
+    def __init__(
+        self,
+        config: PipelineConfig,
+        components: int,
+        interval: float = 1.0,
+        stream: TextIO = sys.stderr,
+    ) -> None:
         super().__init__(daemon=True)
         self.config, self.components, self.interval = config, components, interval
+        self.stream = stream
+        self.bar = (
+            tqdm.tqdm(total=components, desc="pipeline", unit="component", file=stream)
+            if stream.isatty()
+            else None
+        )
         self.since_ms = time.time() * 1000
         self.stopped = threading.Event()
         self.seen: dict[int, int] = {}  # execution id -> last state printed
@@ -62,8 +75,18 @@ class ComponentProgress(threading.Thread):
 
     def stop(self) -> None:
         self.stopped.set()
-        self.join()
+        if self.is_alive():
+            self.join()
         self.poll()
+        if self.bar is not None:
+            self.bar.close()
+
+    def say(self, line: str) -> None:
+        """One line of progress, above the bar when there is one."""
+        if self.bar is not None:
+            self.bar.write(line, file=self.stream)
+        else:
+            print(line, file=self.stream, flush=True)
 
     def poll(self) -> None:
         if self.store is None:
@@ -80,11 +103,13 @@ class ComponentProgress(threading.Thread):
             place = self.place.setdefault(execution.id, len(self.place) + 1)
             name = f"[{place}/{self.components}] {component_name(store, execution.id)}"
             if state == metadata_store_pb2.Execution.RUNNING:
-                print(f"  {name} ...", file=sys.stderr, flush=True)
-            else:
-                ms = execution.last_update_time_since_epoch - execution.create_time_since_epoch
-                label = metadata_store_pb2.Execution.State.Name(state).lower()
-                print(f"  {name} {label} ({ms / 1000:.1f} s)", file=sys.stderr, flush=True)
+                self.say(f"  {name} ...")
+                continue
+            ms = execution.last_update_time_since_epoch - execution.create_time_since_epoch
+            label = metadata_store_pb2.Execution.State.Name(state).lower()
+            self.say(f"  {name} {label} ({ms / 1000:.1f} s)")
+            if self.bar is not None:
+                self.bar.update(1)
 
 
 def run(config: PipelineConfig) -> None:

@@ -90,3 +90,50 @@ def test_python_library_warnings_go_to_the_log_file_too(tmp_path):
     assert shown.stderr == "progress\n"
     with open(shown.stdout.strip()) as log:
         assert "WARNING:absl:Fallback to non-ZetaSQL contexts" in log.read()
+
+
+def test_pipeline_progress_prints_each_component_and_on_a_terminal_a_bar_of_those_ended(
+    tmp_path,
+):
+    from ml_metadata.proto import metadata_store_pb2 as mlmd
+
+    from pipeline.configs import PipelineConfig
+    from pipeline.local_runner import ComponentProgress, open_metadata_store
+
+    config = PipelineConfig(pipeline_root=str(tmp_path))
+    store = open_metadata_store(config)
+    node_type = store.put_context_type(mlmd.ContextType(name="node"))
+    execution_type = store.put_execution_type(mlmd.ExecutionType(name="Run"))
+
+    def record(component: str, state: int) -> mlmd.Execution:
+        [node] = store.put_contexts([mlmd.Context(type_id=node_type, name=f"p.{component}")])
+        [execution] = store.put_executions([mlmd.Execution(type_id=execution_type)])
+        store.put_attributions_and_associations(
+            [], [mlmd.Association(context_id=node, execution_id=execution)]
+        )
+        return update(execution, state)
+
+    def update(execution_id: int, state: int) -> int:
+        [execution] = store.get_executions_by_id([execution_id])
+        execution.last_known_state = state
+        store.put_executions([execution])
+        return execution_id
+
+    terminal, log = Terminal(), io.StringIO()
+    progress = [ComponentProgress(config, 3, stream=s) for s in (terminal, log)]
+    for each in progress:
+        each.since_ms = 0  # the executions below are recorded after it starts
+    record("ExampleGen", mlmd.Execution.CACHED)
+    trainer = record("Trainer", mlmd.Execution.RUNNING)
+    for each in progress:
+        each.poll()
+    assert [each.bar.n if each.bar else None for each in progress] == [1, None]
+    update(trainer, mlmd.Execution.COMPLETE)
+    for each in progress:
+        each.stop()  # the last poll, then the bar closes
+    lines = log.getvalue().splitlines()
+    assert lines[0].startswith("  [1/3] ExampleGen cached (") and lines[1] == "  [2/3] Trainer ..."
+    assert lines[2].startswith("  [2/3] Trainer complete (") and len(lines) == 3
+    assert progress[0].bar.n == 2
+    shown = terminal.getvalue()
+    assert "  [2/3] Trainer complete (" in shown and "pipeline:  67%|" in shown and "2/3" in shown
