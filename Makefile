@@ -21,7 +21,7 @@ lint: setup
 	$(VENV)/bin/mypy
 
 test: lint
-	$(VENV)/bin/python -m pytest tests
+	$(VENV)/bin/python -m pytest tests --durations=15
 
 test-fast: setup
 	$(VENV)/bin/python -m pytest tests -m "not e2e"

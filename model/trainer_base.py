@@ -36,9 +36,9 @@ class BatchBar(keras.callbacks.Callback):
     """A bar of the epoch's batches on a terminal (stderr), gone when the epoch ends; nothing
     where stderr is not a terminal (logs, CI)."""
 
-    def __init__(self, label: str, stream: TextIO = sys.stderr):
+    def __init__(self, label: str, stream: TextIO | None = None):
         super().__init__()
-        self.label, self.stream, self.bar = label, stream, None
+        self.label, self.stream, self.bar = label, stream or sys.stderr, None  # stderr now
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         if self.stream.isatty():

@@ -50,11 +50,11 @@ class ComponentProgress(threading.Thread):
         config: PipelineConfig,
         components: int,
         interval: float = 1.0,
-        stream: TextIO = sys.stderr,
+        stream: TextIO | None = None,
     ) -> None:
         super().__init__(daemon=True)
         self.config, self.components, self.interval = config, components, interval
-        self.stream = stream
+        self.stream = stream = stream or sys.stderr  # stderr now, as a test may have replaced it
         self.bar = (
             tqdm.tqdm(total=components, desc="pipeline", unit="component", file=stream)
             if stream.isatty()
