@@ -54,10 +54,10 @@ class ComponentProgress(threading.Thread):
     ) -> None:
         super().__init__(daemon=True)
         self.config, self.components, self.interval = config, components, interval
-        self.stream = stream = stream or sys.stderr  # stderr now, as a test may have replaced it
+        self.stream = stream or sys.stderr  # stderr now, as a test may have replaced it
         self.bar = (
-            tqdm.tqdm(total=components, desc="pipeline", unit="component", file=stream)
-            if stream.isatty()
+            tqdm.tqdm(total=components, desc="pipeline", unit="component", file=self.stream)
+            if self.stream.isatty()
             else None
         )
         self.since_ms = time.time() * 1000
