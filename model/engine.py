@@ -11,9 +11,8 @@ from typing import Any, Literal
 import keras
 
 from model.checkpoint import RunCheckpoint
-from model.optimizers import SparseSGD
+from model.optimizers import SeedwiseSGD, SparseSGD
 from model.settings import Reduction
-from model.stacking import SeedwiseSGD
 
 Optimizer = Literal["sgd", "adam"]
 Report = Callable[[dict], None]

@@ -72,34 +72,14 @@ def per_seed(values, rank: int):
     return ops.reshape(values, (-1,) + (1,) * (rank - 1))
 
 
-class SeedwiseSGD(keras.optimizers.Optimizer):
-    """Plain SGD for a stack: seed s steps by `seed_rates[s]` times its gradient, whose global
-    norm over all of seed s's weights is clipped at `clipnorm` (Keras's `global_clipnorm`, seed
-    by seed). A rate of 0 freezes a seed that has finished its schedule."""
+def replicas_in_sync() -> int:
+    """How many replicas a step's batch is split over: the TF strategy in scope; 1 on other
+    backends."""
+    if keras.backend.backend() != "tensorflow":
+        return 1
+    import tensorflow as tf
 
-    def __init__(self, seeds: int, clipnorm: float, name: str = "seedwise_sgd", **kwargs):
-        super().__init__(learning_rate=1.0, name=name, **kwargs)
-        self.seeds, self.seed_clipnorm = seeds, clipnorm
-        with keras.name_scope(self.name, caller=self):  # as Keras makes its learning_rate
-            self.seed_rates = keras.Variable(
-                np.zeros(seeds, "float32"), name="seed_rates", trainable=False
-            )
-        self._track_variable(self.seed_rates)
-
-    def apply(self, grads, trainable_variables=None):
-        grads = [ops.convert_to_tensor(g) for g in grads]  # TF's IndexedSlices made dense
-        squares = sum(ops.sum(ops.reshape(ops.square(g), (self.seeds, -1)), axis=1) for g in grads)
-        norms = ops.sqrt(squares)  # [S]
-        scale = self.seed_clipnorm / ops.maximum(norms, self.seed_clipnorm)
-        clipped = [g * per_seed(ops.cast(scale, g.dtype), len(g.shape)) for g in grads]
-        return super().apply(clipped, trainable_variables)
-
-    def update_step(self, gradient, variable, learning_rate) -> None:
-        rates = per_seed(ops.cast(self.seed_rates, variable.dtype), len(variable.shape))
-        self.assign_sub(variable, rates * gradient)
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "seeds": self.seeds, "clipnorm": self.seed_clipnorm}
+    return tf.distribute.get_strategy().num_replicas_in_sync
 
 
 def epoch_order(seed: int, epoch: int, size: int) -> np.ndarray:

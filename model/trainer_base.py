@@ -108,14 +108,23 @@ class ExperimentTrainer(abc.ABC):
 
 def run(make_trainer: Callable[[FnArgs], ExperimentTrainer], fn_args: FnArgs) -> None:
     """Train, export to the serving model folder, and write the run's `training.json`. The
-    strategy comes first: a multi-worker one must exist before TensorFlow runs any op."""
+    strategy comes first: a multi-worker one must exist before TensorFlow runs any op. Every
+    worker trains and exports (TF's rule for multi-worker saving); a worker besides the chief
+    writes into `<task type>-<index>` of the run folder, its model in `serving_model` there."""
     strategy = distribution_strategy()
+    run_dir, export_dir = fn_args.model_run_dir, fn_args.serving_model_dir
+    if not strategy.extended.should_checkpoint:  # a worker besides the chief: a folder its own
+        task = strategy.cluster_resolver
+        run_dir = os.path.join(run_dir, f"{task.task_type}-{task.task_id}")
+        export_dir = os.path.join(run_dir, "serving_model")
     trainer = make_trainer(fn_args)
     config = trainer.custom_config
     settings = trainer.settings()
+    if strategy.num_replicas_in_sync > 1 and not tf.config.list_logical_devices("GPU"):
+        settings = dataclasses.replace(settings, jit_compile=False)  # XLA has no CPU collectives
     if config.get("mixed_precision"):
         keras.mixed_precision.set_global_policy("mixed_float16")
-    tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(fn_args.model_run_dir, "logs"))
+    tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(run_dir, "logs"))
     label = f"[{config.get('model', 'memn2n')}]"
     as_json = os.environ.get(PROGRESS_ENV) == "json"
 
@@ -135,7 +144,7 @@ def run(make_trainer: Callable[[FnArgs], ExperimentTrainer], fn_args: FnArgs) ->
     seed, result = min(
         zip(seeds, results, strict=True), key=lambda pair: trainer.validation_rank(pair[1])
     )
-    trainer.export(result, settings, fn_args.serving_model_dir)
+    trainer.export(result, settings, export_dir)
     record = {
         "settings": dataclasses.asdict(settings),
         "selected_seed": seed,
@@ -145,8 +154,8 @@ def run(make_trainer: Callable[[FnArgs], ExperimentTrainer], fn_args: FnArgs) ->
         f"train_{result.unit}_per_sec": round(result.per_second, 1),
         **trainer.record(result),
     }
-    tf.io.gfile.makedirs(fn_args.model_run_dir)
-    with tf.io.gfile.GFile(os.path.join(fn_args.model_run_dir, TRAINING_FILE), "w") as f:
+    tf.io.gfile.makedirs(run_dir)
+    with tf.io.gfile.GFile(os.path.join(run_dir, TRAINING_FILE), "w") as f:
         json.dump(record, f, indent=1)
     if checkpoints:  # the run is exported and recorded: nothing left to resume
         shutil.rmtree(checkpoints.directory, ignore_errors=True)

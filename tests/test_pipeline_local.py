@@ -8,6 +8,7 @@ import glob
 import json
 import math
 import os
+import pathlib
 import random
 import re
 
@@ -346,6 +347,27 @@ def test_language_model_pipeline_blesses_by_perplexity_and_serves_next_words(tmp
     assert os.listdir(os.path.join(config.serving_dir, "ptb")) == [version]
 
 
+def trainer_fn_args(config: PipelineConfig, custom_config: dict, out: pathlib.Path):
+    """The bAbI Trainer's FnArgs on the pipeline run's Transform output, writing under `out`."""
+    from tfx.components.trainer.fn_args_utils import FnArgs
+
+    store = open_metadata_store(config)
+
+    def uri(kind: str, component: str) -> str:
+        [artifact] = [a for a in store.get_artifacts_by_type(kind) if f"/{component}/" in a.uri]
+        return artifact.uri
+
+    examples = uri("Examples", "Transform")
+    return FnArgs(
+        train_files=[f"{examples}/Split-train/*"],
+        eval_files=[f"{examples}/Split-eval/*"],
+        transform_output=uri("TransformGraph", "Transform"),
+        serving_model_dir=str(out / "serving"),
+        model_run_dir=str(out / "run"),
+        custom_config=custom_config,
+    )
+
+
 TRAINER_KILLED_MID_EPOCH = """
 import os, pickle, signal, sys
 import keras
@@ -374,24 +396,9 @@ def test_a_trainer_retried_after_a_crash_resumes_its_checkpoint(blessed_run, tmp
     import subprocess
     import sys
 
-    from tfx.components.trainer.fn_args_utils import FnArgs
-
     store = open_metadata_store(blessed_run)
-
-    def uri(kind: str, component: str) -> str:
-        [artifact] = [a for a in store.get_artifacts_by_type(kind) if f"/{component}/" in a.uri]
-        return artifact.uri
-
-    examples = uri("Examples", "Transform")
     config = {**blessed_run.trainer_config("memn2n"), "checkpoint_dir": str(tmp_path / "ck")}
-    fn_args = FnArgs(
-        train_files=[f"{examples}/Split-train/*"],
-        eval_files=[f"{examples}/Split-eval/*"],
-        transform_output=uri("TransformGraph", "Transform"),
-        serving_model_dir=str(tmp_path / "serving"),
-        model_run_dir=str(tmp_path / "run"),
-        custom_config=config,
-    )
+    fn_args = trainer_fn_args(blessed_run, config, tmp_path)
     args_file = tmp_path / "fn_args.pickle"
     args_file.write_bytes(pickle.dumps(fn_args))
     killed = subprocess.run(
@@ -419,3 +426,75 @@ def test_a_trainer_retried_after_a_crash_resumes_its_checkpoint(blessed_run, tmp
     for seed, figures in uninterrupted["seed_validation"].items():
         assert resumed["seed_validation"][seed] == pytest.approx(figures, rel=1e-4)
     assert not (tmp_path / "ck").exists()
+
+
+RUN_TRAINER = """
+import pickle, sys
+from model.babi.trainer import run_fn
+run_fn(pickle.load(open(sys.argv[1], "rb")))
+"""
+
+
+def saved_weights(saved_model: str) -> dict[str, np.ndarray]:
+    """The model's weights in a SavedModel's variables, by checkpoint key."""
+    reader = tf.train.load_checkpoint(os.path.join(saved_model, "variables", "variables"))
+    keys = [k for k in reader.get_variable_to_shape_map() if k.startswith("model/")]
+    return {key: reader.get_tensor(key) for key in keys}
+
+
+def test_the_trainer_on_two_workers_matches_one_worker(blessed_run, tmp_path):
+    """The bAbI Trainer under MultiWorkerMirroredStrategy, two worker processes on loopback
+    (TF_CONFIG) with the same FnArgs, as a cluster runs them: both finish, their weights agree,
+    and they match one worker's. Random noise is off, since each replica draws its own."""
+    import pickle
+    import subprocess
+    import sys
+
+    from model.babi.trainer import run_fn
+    from serving.load_bench import free_port
+
+    settings = {"epochs": 4, "linear_start": False, "random_noise": 0.0}
+    config = {**blessed_run.trainer_config("memn2n"), "settings": settings}
+    config.pop("checkpoint_dir")
+    two, one = tmp_path / "two", tmp_path / "one"
+    args_file = tmp_path / "fn_args.pickle"
+    args_file.write_bytes(pickle.dumps(trainer_fn_args(blessed_run, config, two)))
+    cluster = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", RUN_TRAINER, str(args_file)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={
+                **os.environ,
+                "PYTHONPATH": os.getcwd(),
+                "TF_CONFIG": json.dumps(
+                    {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}}
+                ),
+            },
+        )
+        for index in range(2)
+    ]
+    logs = [worker.communicate(timeout=600)[0] for worker in workers]
+    for worker, log in zip(workers, logs, strict=True):
+        assert worker.returncode == 0, log[-3000:]
+
+    run_fn(trainer_fn_args(blessed_run, config, one))  # one worker, in this process
+    chief, other = (
+        saved_weights(str(two / "serving")),
+        saved_weights(str(two / "run" / "worker-1" / "serving_model")),
+    )
+    alone = saved_weights(str(one / "serving"))
+    assert sorted(chief) == sorted(other) == sorted(alone) and len(chief) > 5
+    for key, weights in chief.items():
+        np.testing.assert_array_equal(weights, other[key], err_msg=key)
+        np.testing.assert_allclose(weights, alone[key], atol=1e-5, err_msg=key)
+    histories = []
+    for folder in (two / "run", two / "run" / "worker-1", one / "run"):
+        with open(folder / "training.json") as f:
+            histories.append(json.load(f)["history"])
+    assert len(histories[0]) == 4
+    for epochs in zip(*histories, strict=True):
+        chief_loss, other_loss, alone_loss = (epoch["val_loss"] for epoch in epochs)
+        assert chief_loss == other_loss == pytest.approx(alone_loss, rel=1e-4)

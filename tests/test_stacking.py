@@ -10,7 +10,8 @@ import pytest
 from model.babi.inputs import BabiArrays
 from model.babi.settings import BabiTrainConfig
 from model.babi.training import train_memn2n
-from model.stacking import SeedBatches, SeedwiseSGD, epoch_order
+from model.optimizers import SeedwiseSGD
+from model.stacking import SeedBatches, epoch_order
 
 
 def test_each_seed_is_clipped_and_stepped_on_its_own():

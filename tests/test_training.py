@@ -147,7 +147,8 @@ class ReadsDataFirst:  # as BabiTrainer and LMTrainer do in their constructors
         print(multi_worker, strategy.num_replicas_in_sync)
         sys.exit(0)
 
-trainer_base.run(ReadsDataFirst, types.SimpleNamespace(model_run_dir=sys.argv[1]))
+out = {"model_run_dir": sys.argv[1], "serving_model_dir": sys.argv[1]}
+trainer_base.run(ReadsDataFirst, types.SimpleNamespace(**out))
 """
 
 

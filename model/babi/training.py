@@ -19,7 +19,7 @@ from model.babi.settings import BabiTrainConfig, LSTMConfig
 from model.checkpoint import Checkpoints, RunCheckpoint, fingerprint
 from model.engine import Report, Schedule, TrainResult, compile_model, fit
 from model.memn2n import MemN2N, MemN2NConfig, set_linear_start, unstack
-from model.stacking import FollowEpochs, SeedBatches
+from model.stacking import FollowEpochs, SeedBatches, replicas_in_sync
 
 OUTPUT = "answer_logits"
 
@@ -204,8 +204,12 @@ def train_memn2n(
     stack = MemN2N(memn2n_config(config, vocab_size, sentence_size), seeds=seeds)
     compile_memn2n(stack, config, len(seeds))
     schedule = PaperSchedule(config, len(seeds), val)
-    if batches is None:
-        batches = SentenceBatches(train_data, seeds, config.batch_size, OUTPUT)
+    answers, size = {OUTPUT: train_data.answer}, config.batch_size
+    if batches is None and replicas_in_sync() > 1:  # a replica gets a slice of the batch, and
+        # a sentence table serves the whole batch: each question brings its own story instead
+        batches = SeedBatches(train_data.inputs(), answers, seeds, size)
+    elif batches is None:
+        batches = SentenceBatches(train_data, seeds, size, OUTPUT)
     checkpoint = open_checkpoint(checkpoints, name, config, seeds, train_data, val, schedule)
     result = fit(
         stack,
