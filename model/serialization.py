@@ -59,10 +59,10 @@ class ConfiguredModel(keras.Model):
 
         results = super().get_metrics_result()
         strategy = tf.distribute.get_strategy()
-        if not (
+        across_workers = (
             isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
             and strategy.extended._in_multi_worker_mode()
-            and tf.distribute.in_cross_replica_context() is False
-        ):
+        )  # Keras's own test for that average
+        if tf.distribute.in_cross_replica_context() or not across_workers:
             return results
         return {name: tf.reshape(value, [1]) for name, value in results.items()}

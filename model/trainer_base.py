@@ -70,6 +70,18 @@ def distribution_strategy() -> tf.distribute.Strategy:
     return tf.distribute.get_strategy()
 
 
+def for_several_replicas(settings: Any) -> Any:
+    """`settings` without what TF's collectives cannot run in: XLA on CPU ("Collectives are not
+    yet implemented for CPU devices when compiling with XLA") and several steps per call (the
+    language model's 8 failed in Keras's step loop: "You must feed a value for placeholder
+    tensor 'while/cond/Placeholder'"). Both are speed settings only."""
+    fields = {field.name for field in dataclasses.fields(settings)}
+    changes = {"steps_per_execution": 1} if "steps_per_execution" in fields else {}
+    if not tf.config.list_logical_devices("GPU"):
+        changes["jit_compile"] = False
+    return dataclasses.replace(settings, **changes)
+
+
 class ExperimentTrainer(abc.ABC):
     """One experiment's part of the Trainer; built from FnArgs, it reads its data first."""
 
@@ -120,8 +132,8 @@ def run(make_trainer: Callable[[FnArgs], ExperimentTrainer], fn_args: FnArgs) ->
     trainer = make_trainer(fn_args)
     config = trainer.custom_config
     settings = trainer.settings()
-    if strategy.num_replicas_in_sync > 1 and not tf.config.list_logical_devices("GPU"):
-        settings = dataclasses.replace(settings, jit_compile=False)  # XLA has no CPU collectives
+    if strategy.num_replicas_in_sync > 1:
+        settings = for_several_replicas(settings)
     if config.get("mixed_precision"):
         keras.mixed_precision.set_global_policy("mixed_float16")
     tensorboard = keras.callbacks.TensorBoard(log_dir=os.path.join(run_dir, "logs"))

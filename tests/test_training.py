@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 
@@ -171,3 +172,16 @@ def test_a_multi_worker_strategy_is_made_before_the_trainer_reads_data(tmp_path)
     )
     assert started.returncode == 0, started.stderr[-3000:]
     assert started.stdout.split() == ["True", "1"]
+
+
+def test_settings_for_several_replicas_drop_xla_on_cpu_and_multi_step_calls():
+    """What TF's collectives cannot run in is turned off; the rest of the settings stay."""
+    from model.lm.settings import LMTrainConfig
+    from model.trainer_base import for_several_replicas
+
+    lm = LMTrainConfig(jit_compile=True, steps_per_execution=8, learning_rate=0.05)
+    assert for_several_replicas(lm) == dataclasses.replace(
+        lm, jit_compile=False, steps_per_execution=1
+    )
+    lstm = LSTMConfig(vocab_size=12, max_tokens=5, jit_compile=True)  # no steps_per_execution
+    assert for_several_replicas(lstm) == dataclasses.replace(lstm, jit_compile=False)
