@@ -476,7 +476,11 @@ def test_the_trainer_on_two_workers_matches_one_worker(blessed_run, tmp_path):
         )
         for index in range(2)
     ]
-    logs = [worker.communicate(timeout=600)[0] for worker in workers]
+    try:
+        logs = [worker.communicate(timeout=600)[0] for worker in workers]
+    finally:  # a worker left waiting for the other is not left running
+        for worker in workers:
+            worker.kill()
     for worker, log in zip(workers, logs, strict=True):
         assert worker.returncode == 0, log[-3000:]
 
