@@ -7,6 +7,7 @@ import keras
 import numpy as np
 import pytest
 
+from model.babi.batches import SentenceBatches
 from model.babi.inputs import BabiArrays
 from model.babi.settings import BabiTrainConfig
 from model.babi.training import train_memn2n
@@ -78,3 +79,13 @@ def test_a_two_seed_stack_trains_each_seed_as_it_trains_alone():
                 keras.ops.convert_to_numpy(mine), keras.ops.convert_to_numpy(theirs), atol=1e-5
             )
     assert stacked[0].history != stacked[1].history
+
+
+def test_sentence_batches_are_refused_when_several_replicas_would_split_their_table(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setattr("model.babi.training.replicas_in_sync", lambda: 2)
+    train = small_task(8, seed=0)
+    batches = SentenceBatches(train, (1,), 4, "answer")
+    with pytest.raises(ValueError, match="2 replicas would split"):
+        train_memn2n(train, train, 20, BabiTrainConfig(memory_size=6), (1,), batches=batches)

@@ -196,20 +196,28 @@ def train_memn2n(
     """Train one MemN2N per seed, all in one stack, on `train_data`, using `val` for the LS
     switch; each result holds its seed's model, epochs, share of the time and validation.
     With `checkpoints`, the stack's run `name` is saved each epoch and resumed from there.
-    `batches` (of `train_data`'s questions) replaces the default ones, e.g. to redraw the
-    memories each epoch."""
+    `batches` (of `train_data`'s questions; one replica only) replaces the default ones, e.g.
+    to redraw the memories each epoch."""
     seeds = tuple(seeds)
+    several = replicas_in_sync() > 1  # a replica gets a slice of the batch, and a sentence
+    # table serves the whole batch: with several, each question brings its own story instead
+    if batches is not None and several:
+        raise ValueError(
+            f"train_memn2n: `batches` ({type(batches).__name__}) read one sentence table per "
+            f"batch, which {replicas_in_sync()} replicas would split; leave `batches` out"
+        )
     keras.utils.set_random_seed(seeds[0])
     sentence_size = train_data.story.shape[-1]
     stack = MemN2N(memn2n_config(config, vocab_size, sentence_size), seeds=seeds)
     compile_memn2n(stack, config, len(seeds))
     schedule = PaperSchedule(config, len(seeds), val)
     answers, size = {OUTPUT: train_data.answer}, config.batch_size
-    if batches is None and replicas_in_sync() > 1:  # a replica gets a slice of the batch, and
-        # a sentence table serves the whole batch: each question brings its own story instead
-        batches = SeedBatches(train_data.inputs(), answers, seeds, size)
-    elif batches is None:
-        batches = SentenceBatches(train_data, seeds, size, OUTPUT)
+    if batches is None:
+        batches = (
+            SeedBatches(train_data.inputs(), answers, seeds, size)
+            if several
+            else SentenceBatches(train_data, seeds, size, OUTPUT)
+        )
     checkpoint = open_checkpoint(checkpoints, name, config, seeds, train_data, val, schedule)
     result = fit(
         stack,
