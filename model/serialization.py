@@ -4,6 +4,7 @@ under TF's multi-worker strategy for models that take a dict of inputs."""
 from __future__ import annotations
 
 import dataclasses
+import random
 from typing import Any, ClassVar
 
 import keras
@@ -35,8 +36,10 @@ class ConfiguredModel(keras.Model):
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         """Keras 3.15 builds a model under a tf.distribute strategy from the MEAN of the first
         batch over the replicas, which TF's collective reduce cannot take for a dict of inputs
-        (keras-team/keras#20329, open). Only its shapes are needed: this replica's batch. Only
-        the TensorFlow backend's fit calls this, hence the import here."""
+        (keras-team/keras#20329, open). Only its shapes are needed: this replica's batch. Its
+        read starts a pass over a PyDataset, which draws a batch order from Python's `random`:
+        the state is put back, so that training reads the batches one worker reads. Only the
+        TensorFlow backend's fit calls this, hence the import here."""
         import tensorflow as tf
 
         def one_replica(value):
@@ -46,9 +49,11 @@ class ConfiguredModel(keras.Model):
             return value
 
         if iterator is not None and self._distribute_strategy is not None:
+            state = random.getstate()
             for _, _, batches in iterator:
                 data_batch = tf.nest.map_structure(one_replica, next(batches))
                 break
+            random.setstate(state)
         super()._maybe_symbolic_build(data_batch=data_batch)
 
     def get_metrics_result(self) -> dict:

@@ -7,6 +7,8 @@ import hashlib
 import json
 import os
 import pathlib
+import subprocess
+import sys
 import tarfile
 import urllib.error
 import urllib.request
@@ -16,7 +18,7 @@ import numpy as np
 import pytest
 from tensorflow_serving.apis import prediction_service_pb2_grpc
 
-from serving.load_bench import copy_version
+from serving.load_bench import copy_version, free_port
 from serving.model_manager import single_model_config
 from serving.servable import RequestLimits
 from serving.server import ModelServer
@@ -62,6 +64,35 @@ TASK8 = """\
 1 John got the milk.
 2 What is John carrying?\tmilk\t1
 """
+
+
+def run_on_two_workers(script: str, *args: str, timeout: float = 600) -> None:
+    """Runs Python source `script` with `args` and the worker's index as workers 0 and 1 of a
+    TF_CONFIG cluster on loopback, as a cluster runs them; both must exit 0."""
+    cluster = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, *args, str(index)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={
+                **os.environ,
+                "PYTHONPATH": os.getcwd(),
+                "TF_CONFIG": json.dumps(
+                    {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}}
+                ),
+            },
+        )
+        for index in range(2)
+    ]
+    try:
+        logs = [worker.communicate(timeout=timeout)[0] for worker in workers]
+    finally:  # a worker left waiting for the other is not left running
+        for worker in workers:
+            worker.kill()
+    for worker, log in zip(workers, logs, strict=True):
+        assert worker.returncode == 0, log[-3000:]
 
 
 def context_windows(stream: np.ndarray, positions: np.ndarray, memory_size: int) -> np.ndarray:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import pathlib
 
@@ -33,7 +34,7 @@ from model.lm.training import (
     train_lm,
 )
 from model.optimizers import SparseSGD
-from tests.conftest import context_windows
+from tests.conftest import context_windows, run_on_two_workers
 
 PTB_TRAIN = " the cat sat \n the dog sat \n\n a cat ran \n"
 PTB_VALID = " the dog ran \n"
@@ -417,3 +418,49 @@ def test_epoch_progress_reports_each_tenth_once_when_steps_come_several_at_a_tim
     assert [line.split("%")[0].strip() for line in lines] == [
         str(p) for p in (16, 24, 32, 40, 56, 64, 72, 80, 96)
     ]
+
+
+def train_small_lm() -> tuple[list[np.ndarray], list[dict]]:
+    """MemN2N trained for 2 epochs on a random stream, with the settings several replicas use
+    (model.trainer_base.for_several_replicas); its weights and epochs."""
+    from model.trainer_base import for_several_replicas
+
+    rng = np.random.default_rng(0)
+    train, valid = rng.integers(1, 30, 4000, "int32"), rng.integers(1, 30, 500, "int32")
+    config = LMTrainConfig(
+        embedding_dim=16, linear_units=8, hops=2, memory_size=10, batch_size=32, epochs=2
+    )
+    result = train_lm(train, valid, 30, for_several_replicas(config), seed=1)
+    return result.model.get_weights(), result.history
+
+
+LM_ON_A_WORKER = """
+import json, sys
+import numpy as np
+from model.trainer_base import distribution_strategy
+strategy = distribution_strategy()  # before any TensorFlow op
+from tests.test_lm import train_small_lm
+with strategy.scope():
+    weights, history = train_small_lm()
+np.savez(f"{sys.argv[1]}/worker-{sys.argv[2]}.npz", *weights)
+with open(f"{sys.argv[1]}/worker-{sys.argv[2]}.json", "w") as f:
+    json.dump(history, f)
+"""
+
+
+def test_the_language_model_on_two_workers_trains_as_on_one(tmp_path):
+    """train_lm under MultiWorkerMirroredStrategy (two processes, TF_CONFIG on loopback) reads
+    the batches one worker reads, in the same order, and ends with one worker's weights."""
+    run_on_two_workers(LM_ON_A_WORKER, str(tmp_path))
+    alone, alone_history = train_small_lm()
+    workers = [np.load(tmp_path / f"worker-{index}.npz") for index in range(2)]
+    for index, weights in enumerate(alone):
+        chief, other = (worker[f"arr_{index}"] for worker in workers)
+        np.testing.assert_array_equal(chief, other)
+        np.testing.assert_allclose(chief, weights, atol=1e-5)
+    histories = [json.loads((tmp_path / f"worker-{i}.json").read_text()) for i in range(2)]
+    assert len(alone_history) == 2
+    for chief, other, one in zip(*histories, alone_history, strict=True):
+        for figure in ("loss", "valid_perplexity", "learning_rate"):
+            assert chief[figure] == other[figure]
+            assert chief[figure] == pytest.approx(one[figure], rel=1e-5), figure

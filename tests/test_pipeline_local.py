@@ -26,7 +26,7 @@ from pipeline.local_runner import component_name, open_metadata_store, run
 from pipeline.report import run_report
 from serving.model_manager import single_model_config
 from serving.server import ModelServer
-from tests.conftest import BEAM_ARGS, fixture_files, write_babi
+from tests.conftest import BEAM_ARGS, fixture_files, run_on_two_workers, write_babi
 
 COMPONENTS = {
     "BabiExampleGen",
@@ -447,11 +447,8 @@ def test_the_trainer_on_two_workers_matches_one_worker(blessed_run, tmp_path):
     (TF_CONFIG) with the same FnArgs, as a cluster runs them: both finish, their weights agree,
     and they match one worker's. Random noise is off, since each replica draws its own."""
     import pickle
-    import subprocess
-    import sys
 
     from model.babi.trainer import run_fn
-    from serving.load_bench import free_port
 
     settings = {"epochs": 4, "linear_start": False, "random_noise": 0.0}
     config = {**blessed_run.trainer_config("memn2n"), "settings": settings}
@@ -459,30 +456,7 @@ def test_the_trainer_on_two_workers_matches_one_worker(blessed_run, tmp_path):
     two, one = tmp_path / "two", tmp_path / "one"
     args_file = tmp_path / "fn_args.pickle"
     args_file.write_bytes(pickle.dumps(trainer_fn_args(blessed_run, config, two)))
-    cluster = [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-c", RUN_TRAINER, str(args_file)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            env={
-                **os.environ,
-                "PYTHONPATH": os.getcwd(),
-                "TF_CONFIG": json.dumps(
-                    {"cluster": {"worker": cluster}, "task": {"type": "worker", "index": index}}
-                ),
-            },
-        )
-        for index in range(2)
-    ]
-    try:
-        logs = [worker.communicate(timeout=600)[0] for worker in workers]
-    finally:  # a worker left waiting for the other is not left running
-        for worker in workers:
-            worker.kill()
-    for worker, log in zip(workers, logs, strict=True):
-        assert worker.returncode == 0, log[-3000:]
+    run_on_two_workers(RUN_TRAINER, str(args_file))
 
     run_fn(trainer_fn_args(blessed_run, config, one))  # one worker, in this process
     chief, other = (
