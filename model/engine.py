@@ -11,7 +11,7 @@ from typing import Any, Literal
 import keras
 
 from model.checkpoint import RunCheckpoint
-from model.optimizers import SeedwiseSGD, SparseSGD
+from model.optimizers import SGD, Adam, SeedwiseSGD, SparseSGD
 from model.settings import Reduction
 
 Optimizer = Literal["sgd", "adam"]
@@ -45,7 +45,7 @@ def compile_model(
     elif optimizer == "sgd" and not jit_compile:
         chosen = SparseSGD(learning_rate, clipnorm)
     else:
-        optimizers = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam}
+        optimizers = {"sgd": SGD, "adam": Adam}
         chosen = optimizers[optimizer](learning_rate, global_clipnorm=clipnorm)
     model.compile(
         optimizer=chosen,

@@ -1,9 +1,10 @@
-"""The project's two SGDs, each clipping the gradient's global norm as the paper's code does:
-SparseSGD keeps embedding gradients sparse, SeedwiseSGD steps a stack of seeds seed by seed.
+"""The project's optimizers. Two SGDs clip the gradient's global norm as the paper's code does:
+SparseSGD keeps embedding gradients sparse, SeedwiseSGD steps a stack of seeds seed by seed. SGD
+and Adam are Keras's.
 
-Under a tf.distribute strategy with several replicas (MultiWorkerMirroredStrategy), both sum the
-replicas' gradients before the clip, so the clip sees the whole batch's gradient as one worker
-does; Keras's own optimizers clip each replica's part, then sum.
+Under a tf.distribute strategy with several replicas (MultiWorkerMirroredStrategy), each sums
+the replicas' gradients before the clip (`ReplicaSummed`), so the clip sees the whole batch's
+gradient as one worker does; Keras's own optimizers clip each replica's part, then sum.
 
 SparseSGD is for steps run by TensorFlow's graph executor (the language model's:
 docs/decisions/lm-runs.md). Keras's SGD with `global_clipnorm` makes each embedding's gradient
@@ -49,19 +50,36 @@ def summed_over_replicas(grads: list) -> list:
     return context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
 
 
-class ClippedSGD(keras.optimizers.Optimizer):
-    """Plain SGD whose `clip` sees the gradients summed over the replicas."""
+class ReplicaSummed(keras.optimizers.Optimizer):
+    """An optimizer whose clip sees the gradients summed over the replicas: put before a Keras
+    optimizer's class, it makes that optimizer's `clipnorm` or `global_clipnorm` clip the whole
+    batch's gradient, as one worker's does."""
 
     def apply(self, grads, trainable_variables=None):
         return super().apply(self.clip(summed_over_replicas(list(grads))), trainable_variables)
 
     def clip(self, grads: list) -> list:
-        """The gradients to step by."""
-        raise NotImplementedError
+        """The gradients to step by (before any clip of Keras's own)."""
+        return grads
 
     def _all_reduce_sum_gradients(self, grads_and_vars):
         """Keras's sum over the replicas (TensorFlow backend): done in `apply`, before the clip."""
         return grads_and_vars
+
+
+class SGD(ReplicaSummed, keras.optimizers.SGD):
+    """Keras's SGD, its clip applied to the gradient summed over the replicas."""
+
+
+class Adam(ReplicaSummed, keras.optimizers.Adam):
+    """Keras's Adam, its clip applied to the gradient summed over the replicas."""
+
+
+class ClippedSGD(ReplicaSummed):
+    """Plain SGD whose `clip` sees the gradients summed over the replicas."""
+
+    def clip(self, grads: list) -> list:
+        raise NotImplementedError
 
 
 class SparseSGD(ClippedSGD):

@@ -185,3 +185,78 @@ def test_settings_for_several_replicas_drop_xla_on_cpu_and_multi_step_calls():
     )
     lstm = LSTMConfig(vocab_size=12, max_tokens=5, jit_compile=True)  # no steps_per_execution
     assert for_several_replicas(lstm) == dataclasses.replace(lstm, jit_compile=False)
+
+
+ONE_STEP_ON_TWO_REPLICAS = """
+import json
+import numpy as np
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+from model.optimizers import SGD, Adam, SparseSGD
+
+STEPS = [  # each step's gradient on replicas 0 and 1: the first sums to norm 5.5 (clipped)
+    [[3.0, 4.0], [0.3, 0.4]],
+    [[0.01, -0.02], [0.03, 0.01]],
+]
+MAKE = {
+    "sgd": lambda: SGD(0.1, global_clipnorm=1.0),
+    "adam": lambda: Adam(0.1, global_clipnorm=1.0),
+    "sparse_sgd": lambda: SparseSGD(0.1, 1.0),
+}
+
+
+def on_two_replicas(make):
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        weights = tf.Variable(np.zeros(2, "float32"))
+        optimizer = make()
+        optimizer.build([weights])
+
+    @tf.function
+    def step(grads):
+        def replica_step():
+            replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+            optimizer.apply([tf.gather(grads, replica)], [weights])
+
+        strategy.run(replica_step)
+
+    for grads in STEPS:
+        step(tf.constant(grads))
+    return weights.numpy().tolist()
+
+
+def alone(make):
+    weights = tf.Variable(np.zeros(2, "float32"))
+    optimizer = make()
+    for grads in STEPS:
+        optimizer.apply([tf.constant(np.sum(grads, axis=0, dtype="float32"))], [weights])
+    return weights.numpy().tolist()
+
+
+print(json.dumps({name: [on_two_replicas(make), alone(make)] for name, make in MAKE.items()}))
+"""
+
+
+def test_each_optimizer_clips_the_gradient_summed_over_the_replicas():
+    """Two replicas (MirroredStrategy on two logical CPUs, in a process of its own) whose
+    gradients only clip when summed: every optimizer steps as one replica stepping on the sum.
+    Keras's own SGD and Adam clip each replica's part, then sum (SGD ends at -0.094, -0.119)."""
+    import subprocess
+    import sys
+
+    ran = subprocess.run(
+        [sys.executable, "-c", ONE_STEP_ON_TWO_REPLICAS],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": os.getcwd()},
+        timeout=300,
+    )
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    weights = json.loads(ran.stdout)
+    assert sorted(weights) == ["adam", "sgd", "sparse_sgd"]
+    for name, (replicated, alone) in weights.items():
+        np.testing.assert_allclose(replicated, alone, atol=1e-7, err_msg=name)
+    np.testing.assert_allclose(weights["sgd"][1], [-0.064, -0.079], rtol=1e-6)
