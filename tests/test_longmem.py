@@ -11,7 +11,13 @@ import pytest
 
 from memn2n_cli.main import main
 from model.babi.haystack import CHUNK_WORDS, entity_words, haystack_splits, read_questions
-from model.babi.longmem import Growth, HaystackBatches, complete_tasks, training_draws
+from model.babi.longmem import (
+    Growth,
+    HaystackBatches,
+    complete_tasks,
+    summarize,
+    training_draws,
+)
 from tests.conftest import fixture_files, write_babi
 
 PTB_LINES = [  # 14 words: two chunks; one line names a task entity, one a place
@@ -155,7 +161,10 @@ def test_bench_longmem_writes_the_curve_and_its_plot_and_resumes(tmp_path, capsy
     resumed = json.loads(out.read_text())
     assert resumed["units"][:2] == record["units"]  # kept, not rerun
     assert [u["variant"] for u in resumed["units"]] == ["plain", "plain", "slot-conv"]
-    assert "slot-conv" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "slot-conv" in printed
+    assert resumed["summary"]["scattered"]["chosen_on_validation"] in ("plain", "slot-conv")
+    assert "scattered: chosen on validation at N=20: " in printed
     assert resumed["placements"] == ["block", "scattered"]
     assert main([*args, "--variants", "plain", "--resume", "--set", "epochs=2"]) == 1
     assert "other settings (epochs); not resumed" in capsys.readouterr().err
@@ -188,3 +197,42 @@ def test_the_curve_averages_only_the_tasks_run_at_every_size_for_every_variant()
     record = {"tasks": [1, 2, 3], "units": units}
     assert complete_tasks(record, "scattered") == [1, 3]
     assert complete_tasks(record, "block") == [2]
+
+
+def test_the_summary_chooses_on_validation_among_the_variants_run_on_every_task():
+    """Means over the tasks a variant has at every N; top-k, on qa1 only, is not chosen though
+    its validation error is the lowest; plain and conv tie on error, and conv's loss is lower."""
+
+    def unit(task, memory, variant, accuracy, val_error, val_loss):
+        run = {"seed": 2, "val_error": val_error, "val_loss": val_loss, "accuracy": accuracy}
+        return {
+            **{"task": task, "memory": memory, "placement": "scattered", "variant": variant},
+            **{"accuracy": accuracy, "selected_seed": 2, "per_seed": [{"seed": 1}, run]},
+        }
+
+    units = [
+        unit(1, 50, "plain", 100.0, 0.0, 0.1),
+        unit(2, 50, "plain", 80.0, 20.0, 0.5),
+        unit(1, 1000, "plain", 90.0, 10.0, 0.3),
+        unit(2, 1000, "plain", 60.0, 30.0, 0.9),
+        unit(1, 50, "conv", 100.0, 0.0, 0.1),
+        unit(2, 50, "conv", 90.0, 10.0, 0.3),
+        unit(1, 1000, "conv", 95.0, 5.0, 0.2),
+        unit(2, 1000, "conv", 50.0, 35.0, 0.8),
+        unit(1, 50, "top-k", 100.0, 0.0, 0.0),
+        unit(1, 1000, "top-k", 99.0, 1.0, 0.0),
+        unit(2, 50, "top-k", 99.0, 1.0, 0.0),  # qa2 at N = 1000 not run
+    ]
+    [(placement, summary)] = summarize({"units": units}).items()
+    assert placement == "scattered" and summary["memories"] == [50, 1000]
+    plain, conv, top_k = (summary["variants"][v] for v in ("plain", "conv", "top-k"))
+    assert plain == {
+        "tasks": [1, 2],
+        "accuracy": {"50": 90.0, "1000": 75.0},
+        "val_error": {"50": 10.0, "1000": 20.0},
+        "val_loss": {"50": 0.3, "1000": 0.6},
+        "fall": 15.0,
+    }
+    assert conv["fall"] == 22.5 and conv["val_error"]["1000"] == 20.0
+    assert top_k["tasks"] == [1] and top_k["fall"] == 1.0
+    assert summary["chosen_on_validation"] == "conv"

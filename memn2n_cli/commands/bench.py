@@ -87,6 +87,14 @@ def bench_longmem(args: argparse.Namespace, beam_args: Sequence[str]) -> int:
             f"{unit['task']:>4} {unit['memory']:>6} {unit['placement']:<10} "
             f"{unit['variant']:<18} {unit['accuracy']:>10.1f}"
         )
+    for placement, part in result["summary"].items():
+        for variant, figures in part["variants"].items():
+            tasks = ",".join(str(task) for task in figures["tasks"])
+            at = ", ".join(f"N={n} {a:.1f}%" for n, a in figures["accuracy"].items())
+            print(f"{placement} {variant} (qa{tasks}): {at}; falls {figures['fall']:.1f} points")
+        largest = part["memories"][-1]
+        chosen = part["chosen_on_validation"] or "none (no variant has every task)"
+        print(f"{placement}: chosen on validation at N={largest}: {chosen}")
     print(f"wrote {args.out} and {os.path.splitext(args.out)[0]}.png")
     return 0
 

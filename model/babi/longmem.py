@@ -268,10 +268,16 @@ def run_longmem_benchmark(
                     )
                     key = {"task": task, "memory": memory, "placement": placement}
                     units.append({**key, "variant": variant, **unit})
-                    write_json(record, out)
-    write_json(record, out)
+                    write_record(record, out)
+    write_record(record, out)
     plot(record, os.path.splitext(out)[0] + ".png")
     return record
+
+
+def write_record(record: dict, path: str) -> None:
+    """`record` with its summary (recomputed from its units) at `path`."""
+    record["summary"] = summarize(record)
+    write_json(record, path)
 
 
 def write_json(record: dict, path: str) -> None:
@@ -294,6 +300,63 @@ def complete_tasks(record: dict, placement: str) -> list[int]:
         for task in record["tasks"]
         if all((task, m, v) in have for m in memories for v in variants)
     ]
+
+
+def summarize(record: dict) -> dict:
+    """By placement, each variant's means over the tasks it has at every memory size (selected
+    seeds): test accuracy, validation error and loss at each N, and the fall in accuracy from
+    the smallest N to the largest. Among the variants run on every task of the placement, the
+    one chosen on validation: the lowest mean validation error at the largest N, then loss."""
+    summary: dict[str, Any] = {}
+    for placement in sorted({u["placement"] for u in record["units"]}):
+        units = [u for u in record["units"] if u["placement"] == placement]
+        memories = sorted({u["memory"] for u in units})
+        every_task = sorted({u["task"] for u in units})
+        variants: dict[str, Any] = {}
+        for variant in dict.fromkeys(u["variant"] for u in units):
+            at = {(u["task"], u["memory"]): u for u in units if u["variant"] == variant}
+            tasks = [t for t in every_task if all((t, m) in at for m in memories)]
+            if not tasks:
+                continue
+            means: dict[str, dict[str, float]] = {"accuracy": {}, "val_error": {}, "val_loss": {}}
+            for memory in memories:
+                selected = [selected_run(at[task, memory]) for task in tasks]
+                means["accuracy"][str(memory)] = statistics.fmean(
+                    at[task, memory]["accuracy"] for task in tasks
+                )
+                for figure in ("val_error", "val_loss"):
+                    means[figure][str(memory)] = statistics.fmean(r[figure] for r in selected)
+            accuracy = means["accuracy"]
+            fall = accuracy[str(memories[0])] - accuracy[str(memories[-1])]
+            variants[variant] = {"tasks": tasks, **rounded(means), "fall": round(fall, 2)}
+        largest = str(memories[-1])
+        complete = [v for v, figures in variants.items() if figures["tasks"] == every_task]
+        chosen = min(
+            complete,
+            key=lambda v: (variants[v]["val_error"][largest], variants[v]["val_loss"][largest]),
+            default=None,
+        )
+        summary[placement] = {
+            "memories": memories,
+            "tasks": every_task,
+            "variants": variants,
+            "chosen_on_validation": chosen,
+        }
+    return summary
+
+
+def selected_run(unit: dict) -> dict:
+    """The per-seed figures of a unit's selected seed."""
+    return next(run for run in unit["per_seed"] if run["seed"] == unit["selected_seed"])
+
+
+def rounded(means: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Accuracy and validation error to 0.01 points, validation loss to 1e-4."""
+    places = {"accuracy": 2, "val_error": 2, "val_loss": 4}
+    return {
+        figure: {n: round(value, places[figure]) for n, value in by_n.items()}
+        for figure, by_n in means.items()
+    }
 
 
 def plot(record: dict, path: str) -> None:
