@@ -75,14 +75,7 @@ class Adam(ReplicaSummed, keras.optimizers.Adam):
     """Keras's Adam, its clip applied to the gradient summed over the replicas."""
 
 
-class ClippedSGD(ReplicaSummed):
-    """Plain SGD whose `clip` sees the gradients summed over the replicas."""
-
-    def clip(self, grads: list) -> list:
-        raise NotImplementedError
-
-
-class SparseSGD(ClippedSGD):
+class SparseSGD(ReplicaSummed):
     """Plain SGD (no momentum) with the dense gradient's global norm clipped at `clipnorm`;
     embedding rows not looked up in a step are not touched."""
 
@@ -107,7 +100,7 @@ class SparseSGD(ClippedSGD):
         return {**super().get_config(), "clipnorm": self.sparse_clipnorm}
 
 
-class SeedwiseSGD(ClippedSGD):
+class SeedwiseSGD(ReplicaSummed):
     """Plain SGD for a stack: seed s steps by `seed_rates[s]` times its gradient, whose global
     norm over all of seed s's weights is clipped at `clipnorm` (Keras's `global_clipnorm`, seed
     by seed). A rate of 0 freezes a seed that has finished its schedule."""

@@ -199,12 +199,12 @@ def train_memn2n(
     `batches` (of `train_data`'s questions; one replica only) replaces the default ones, e.g.
     to redraw the memories each epoch."""
     seeds = tuple(seeds)
-    several = replicas_in_sync() > 1  # a replica gets a slice of the batch, and a sentence
-    # table serves the whole batch: with several, each question brings its own story instead
-    if batches is not None and several:
+    replicas = replicas_in_sync()  # a replica gets a slice of the batch, and a sentence table
+    # serves the whole batch: with several, each question brings its own story instead
+    if batches is not None and replicas > 1:
         raise ValueError(
             f"train_memn2n: `batches` ({type(batches).__name__}) read one sentence table per "
-            f"batch, which {replicas_in_sync()} replicas would split; leave `batches` out"
+            f"batch, which {replicas} replicas would split; leave `batches` out"
         )
     keras.utils.set_random_seed(seeds[0])
     sentence_size = train_data.story.shape[-1]
@@ -215,7 +215,7 @@ def train_memn2n(
     if batches is None:
         batches = (
             SeedBatches(train_data.inputs(), answers, seeds, size)
-            if several
+            if replicas > 1
             else SentenceBatches(train_data, seeds, size, OUTPUT)
         )
     checkpoint = open_checkpoint(checkpoints, name, config, seeds, train_data, val, schedule)
