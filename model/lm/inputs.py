@@ -69,7 +69,31 @@ def token_stream(tokens: list[str], vocabulary: LMVocabulary) -> np.ndarray:
     return vocabulary.encode([EOS, *tokens])
 
 
-class RunBatches(keras.utils.PyDataset):
+class ShuffledStarts(keras.utils.PyDataset):
+    """Batches cut at `starts` (positions in a stream), shuffled at the start and after each
+    epoch when `shuffle`; the order and the RNG are its checkpointed state."""
+
+    def __init__(self, starts: np.ndarray, shuffle: bool, seed: int):
+        super().__init__()
+        self.starts, self.shuffle = starts, shuffle
+        self.rng = np.random.default_rng(seed)
+        if shuffle:
+            self.rng.shuffle(self.starts)
+
+    def on_epoch_end(self) -> None:
+        if self.shuffle:
+            self.rng.shuffle(self.starts)
+
+    def get_state(self) -> dict:
+        """The order and the RNG after the last epoch (model.checkpoint.Stateful)."""
+        return {"starts": self.starts.copy(), "rng": self.rng.bit_generator.state}
+
+    def set_state(self, state: dict) -> None:
+        self.starts = np.array(state["starts"])
+        self.rng.bit_generator.state = state["rng"]
+
+
+class RunBatches(ShuffledStarts):
     """MemN2N batches ({"span": [G, N + L - 1]}, targets [G, L], weights [G, L]) predicting every
     position 1..len - 1 of a stream once, in runs of L (`run_length`) consecutive targets, G =
     batch_size / L runs a batch, the runs shuffled each epoch in training. A run's span is the N
@@ -85,17 +109,13 @@ class RunBatches(keras.utils.PyDataset):
         shuffle: bool,
         seed: int = 0,
     ):
-        super().__init__()
         if batch_size % run_length:
             raise ValueError(
                 f"batch_size {batch_size} is not a multiple of run_length {run_length}"
             )
         self.stream, self.memory_size, self.run_length = stream, memory_size, run_length
-        self.runs, self.shuffle = batch_size // run_length, shuffle
-        self.rng = np.random.default_rng(seed)
-        self.starts = np.arange(1, len(stream), run_length)  # each run's first target
-        if shuffle:
-            self.rng.shuffle(self.starts)
+        self.runs = batch_size // run_length
+        super().__init__(np.arange(1, len(stream), run_length), shuffle, seed)  # first targets
 
     def __len__(self) -> int:
         return -(-len(self.starts) // self.runs)
@@ -110,20 +130,8 @@ class RunBatches(keras.utils.PyDataset):
         targets = np.where(at < end, self.stream[np.minimum(at, end - 1)], 0)
         return {"span": span.astype("int32")}, targets.astype("int32"), (at < end).astype("float32")
 
-    def on_epoch_end(self) -> None:
-        if self.shuffle:
-            self.rng.shuffle(self.starts)
 
-    def get_state(self) -> dict:
-        """The order and the RNG after the last epoch (model.checkpoint.Stateful)."""
-        return {"starts": self.starts.copy(), "rng": self.rng.bit_generator.state}
-
-    def set_state(self, state: dict) -> None:
-        self.starts = np.array(state["starts"])
-        self.rng.bit_generator.state = state["rng"]
-
-
-class SequenceBatches(keras.utils.PyDataset):
+class SequenceBatches(ShuffledStarts):
     """LSTM batches ({"tokens": [B, W + T]}, next words [B, W + T], weight [B, W + T]) of windows
     starting every T words; the first W (`warmup`) words of a window are context only (weight 0),
     so that in scoring every word is predicted after at least W words. 0 pads past either end."""
@@ -137,13 +145,9 @@ class SequenceBatches(keras.utils.PyDataset):
         warmup: int = 0,
         seed: int = 0,
     ):
-        super().__init__()
         self.stream, self.length, self.warmup = stream, length, warmup
-        self.batch_size, self.shuffle = batch_size, shuffle
-        self.rng = np.random.default_rng(seed)
-        self.starts = np.arange(0, len(stream) - 1, length)  # the first predicted word is start+1
-        if shuffle:
-            self.rng.shuffle(self.starts)
+        self.batch_size = batch_size
+        super().__init__(np.arange(0, len(stream) - 1, length), shuffle, seed)  # predicts start+1
 
     def __len__(self) -> int:
         return -(-len(self.starts) // self.batch_size)
@@ -156,15 +160,3 @@ class SequenceBatches(keras.utils.PyDataset):
         targets = np.where(inside, self.stream[np.clip(offsets + 1, 0, len(self.stream) - 1)], 0)
         scored = inside & (np.arange(self.warmup + self.length) >= self.warmup)[None, :]
         return {"tokens": tokens.astype("int32")}, targets.astype("int32"), scored.astype("float32")
-
-    def on_epoch_end(self) -> None:
-        if self.shuffle:
-            self.rng.shuffle(self.starts)
-
-    def get_state(self) -> dict:
-        """The order and the RNG after the last epoch (model.checkpoint.Stateful)."""
-        return {"starts": self.starts.copy(), "rng": self.rng.bit_generator.state}
-
-    def set_state(self, state: dict) -> None:
-        self.starts = np.array(state["starts"])
-        self.rng.bit_generator.state = state["rng"]
