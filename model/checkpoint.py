@@ -34,8 +34,12 @@ class Stateful(Protocol):
     def set_state(self, state: dict[str, Any]) -> None: ...
 
 
-def fingerprint(config: Any, seeds: Sequence[int], data: Mapping[str, np.ndarray]) -> dict:
-    """What makes two runs the same run: the settings, the seeds and the training data."""
+def fingerprint(
+    config: Any, seeds: Sequence[int], data: Mapping[str, np.ndarray], budget: Sequence[str] = ()
+) -> dict:
+    """What makes two runs the same run: the settings, the seeds and the training data.
+    `budget`: settings that only bound the run's length (no schedule reads them), so that a
+    run saved under a lower bound continues to a higher one."""
     digest = hashlib.sha256()
     for name in sorted(data):
         array = np.ascontiguousarray(data[name])
@@ -43,15 +47,22 @@ def fingerprint(config: Any, seeds: Sequence[int], data: Mapping[str, np.ndarray
         digest.update(array.tobytes())
     is_instance = dataclasses.is_dataclass(config) and not isinstance(config, type)
     settings = dataclasses.asdict(config) if is_instance else dict(config)
-    return {"settings": settings, "seeds": list(seeds), "data_sha256": digest.hexdigest()}
+    return {
+        "settings": settings,
+        "seeds": list(seeds),
+        "data_sha256": digest.hexdigest(),
+        "budget": list(budget),
+    }
 
 
 def difference(saved: dict, current: dict) -> str | None:
-    """The first field in which two fingerprints differ, in words; None when they agree."""
+    """The first field in which two fingerprints differ, in words; None when they agree. A
+    field of the current run's `budget` may grow: the saved run continues to the new bound."""
     saved_settings, settings = saved["settings"], current["settings"]
     for name in sorted(set(saved_settings) | set(settings)):
         before, now = saved_settings.get(name, "<absent>"), settings.get(name, "<absent>")
-        if before != now:
+        grows = isinstance(before, int) and isinstance(now, int) and now > before
+        if before != now and not (grows and name in current.get("budget", ())):
             return f"settings field {name!r} changed: {before!r} in the checkpoint, {now!r} now"
     if saved["seeds"] != current["seeds"]:
         return f"seeds changed: {saved['seeds']} in the checkpoint, {current['seeds']} now"

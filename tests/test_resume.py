@@ -70,11 +70,13 @@ def babi_run(checkpoints: Checkpoints | None, callbacks=()) -> list[TrainResult]
     return train_memn2n(train, val, 20, BABI, (1, 2), None, callbacks, checkpoints)
 
 
-def lm_run(checkpoints: Checkpoints | None, callbacks=()) -> list[TrainResult]:
+def lm_run(checkpoints: Checkpoints | None, callbacks=(), config=LM) -> list[TrainResult]:
     vocabulary = LMVocabulary.from_tokens("a b c d e f".split())
     rng = np.random.default_rng(0)
     stream = token_stream(list(rng.choice(list("abcdef"), 400)), vocabulary)
-    return [train_lm(stream, stream[:120], len(vocabulary), LM, 1, None, callbacks, checkpoints)]
+    return [
+        train_lm(stream, stream[:120], len(vocabulary), config, 1, None, callbacks, checkpoints)
+    ]
 
 
 RUNS = {"babi": babi_run, "lm": lm_run}
@@ -129,6 +131,16 @@ def test_a_run_killed_mid_epoch_resumes_to_the_uninterrupted_result(case, tmp_pa
     same_run(again, uninterrupted, "val_loss" if case == "babi" else "valid_perplexity")
 
 
+def test_an_lm_run_saved_under_fewer_epochs_continues_to_a_higher_bound(tmp_path):
+    short = dataclasses.replace(LM, epochs=2)
+    lm_run(Checkpoints(str(tmp_path)), config=short)
+    extended = lm_run(Checkpoints(str(tmp_path)))  # LM: epochs=4, from the saved epoch 2
+    same_run(extended, lm_run(None), "valid_perplexity")
+    # epochs only bounds an LM run; a lower bound than the saved run's is another run
+    with pytest.raises(ResumeRefusedError, match="settings field 'epochs' changed: 4 .* 2 now"):
+        lm_run(Checkpoints(str(tmp_path)), config=short)
+
+
 def test_a_checkpoint_of_other_settings_or_data_is_refused_naming_what_changed(tmp_path):
     data = {"train": np.arange(10)}
     run = fingerprint(BABI, [1, 2], data)
@@ -140,6 +152,9 @@ def test_a_checkpoint_of_other_settings_or_data_is_refused_naming_what_changed(t
     changed = fingerprint(dataclasses.replace(BABI, hops=2), [1, 2], data)
     with pytest.raises(ResumeRefusedError, match="settings field 'hops' changed: 3 .* 2 now"):
         Checkpoints(str(tmp_path)).open("run", changed, {})
+    longer = fingerprint(dataclasses.replace(BABI, epochs=3), [1, 2], data)  # schedules read it
+    with pytest.raises(ResumeRefusedError, match="settings field 'epochs' changed: 2 .* 3 now"):
+        Checkpoints(str(tmp_path)).open("run", longer, {})
     other_data = fingerprint(BABI, [1, 2], {"train": np.arange(11)})
     with pytest.raises(ResumeRefusedError, match="the training data changed"):
         Checkpoints(str(tmp_path)).open("run", other_data, {})

@@ -140,7 +140,7 @@ def train_lm(
 ) -> TrainResult:
     """Train from `seed` under AnnealOnPlateau; the result's validation perplexity is the best
     epoch's, whose weights the model holds. With `checkpoints`, saved each epoch as run
-    `model`-seed`seed` and resumed from there."""
+    `model`-seed`seed` and resumed from there, also under a higher `epochs`."""
     keras.utils.set_random_seed(seed)
     model = build_model(config, vocab_size, seed)
     compile_lm(model, config)
@@ -152,7 +152,8 @@ def train_lm(
     schedule = AnnealOnPlateau(config, valid_stream, targets_per_batch)
     checkpoint = None
     if checkpoints is not None:
-        run = fingerprint(config, [seed], {"train": train_stream, "valid": valid_stream})
+        data = {"train": train_stream, "valid": valid_stream}
+        run = fingerprint(config, [seed], data, budget=["epochs"])  # no schedule reads epochs
         parts = {"schedule": schedule, "batches": train}
         checkpoint = checkpoints.open(f"{config.model}-seed{seed}", run, parts)
     result = fit(
