@@ -63,7 +63,10 @@ def add_checkpoint_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue the runs saved there; refused, naming the field, if the settings changed",
+        help=(
+            "continue the runs saved there; refused, naming the field, if the settings changed "
+            "(a language model's --epochs may grow)"
+        ),
     )
 
 
