@@ -39,8 +39,8 @@ EVERY_MTA_PIECE = {  # every Multi-Token Attention piece at once (model.hop_atte
 }
 # Beam in the test's own process: each worker process costs a Beam component about 30 s of
 # start-up on this 2-core machine (a bad-task-file run: 39.6 s with two workers, 3.8 s in
-# process; 2026-12-06). The LM pipeline test keeps the pipeline's default (one worker process
-# per core), so that one run goes through worker processes.
+# process; 2026-12-06; the LM pipeline test: 330 s with workers, 2026-12-07). The pipeline's
+# default (a worker process per core) is tested on the bAbI transform (test_babi_ingestion.py).
 BEAM_ARGS = ("--direct_running_mode=in_memory",)
 
 # Two stories of task 1, with a question between statements (ids count question lines too).

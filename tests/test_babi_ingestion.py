@@ -60,6 +60,27 @@ def test_export_writes_splits_by_story_and_counts(babi_dir, tmp_path):
     assert b"football,apple" in answers
 
 
+def test_beam_worker_processes_write_what_one_process_writes(babi_dir, tmp_path):
+    """The pipeline's default Beam arguments run the transform in worker processes, which import
+    it afresh; the other tests run Beam in process, since each worker costs seconds to start."""
+    from pipeline.configs import PipelineConfig
+
+    workers = PipelineConfig.__dataclass_fields__["beam_args"].default
+    assert "--direct_running_mode=multi_processing" in workers
+    written = {}
+    for name, args in (("workers", workers), ("process", BEAM_ARGS)):
+        summary = export_babi(str(babi_dir), str(tmp_path / name), tasks=[1, 8], beam_args=args)
+        records = {
+            split: sorted(
+                e.SerializeToString(deterministic=True)
+                for e in read_examples(f"{tmp_path / name}/{split}/*")
+            )
+            for split in ("train", "eval", "test")
+        }
+        written[name] = (summary, records)
+    assert written["workers"] == written["process"] and written["process"][0]["train"] == 46
+
+
 def test_failed_export_leaves_no_output(tmp_path):
     root = write_babi(
         tmp_path / "babi", {**fixture_files(), "qa8_lists-sets_test.txt": "1 A b.\n3 C d.\n"}

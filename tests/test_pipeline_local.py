@@ -294,9 +294,9 @@ def test_language_model_pipeline_blesses_by_perplexity_and_serves_next_words(tmp
         epochs=2,
         max_perplexity=1000.0,
         perplexity_margin=-10.0,  # any trained model passes; the second run tightens the bound
-    )  # the pipeline's Beam arguments: this run goes through worker processes
+        beam_args=BEAM_ARGS,
+    )
     assert config.pipeline_name == "memn2n-ptb" and config.model_name == "ptb"
-    assert "--direct_running_mode=multi_processing" in config.beam_args  # worker processes
     run(config)
     store = open_metadata_store(config)
     executions = executions_by_component(store)
