@@ -37,7 +37,11 @@ if [[ ! -f $VENV/pyvenv.cfg ]]; then
     $UV venv --quiet --python "$base_python" "$VENV"
 fi
 log "installing requirements.lock"
-$UV pip sync --quiet --python "$VENV/bin/python" --python-platform "$PLATFORM" requirements.lock
+# Bytecode compiled once here: where PYTHONDONTWRITEBYTECODE is set (as on this project's
+# machines), nothing else writes it, and each process importing TensorFlow compiled it again
+# (17.8 s against 8.6 s per `import tensorflow`, 2026-12-07).
+$UV pip sync --quiet --compile-bytecode --python "$VENV/bin/python" --python-platform "$PLATFORM" \
+    requirements.lock
 $UV pip install --quiet --python "$VENV/bin/python" --python-platform "$PLATFORM" --no-deps -e .
 
 # 3. Private runtime for old glibc hosts.
