@@ -65,7 +65,7 @@ def test_beam_worker_processes_write_what_one_process_writes(babi_dir, tmp_path)
     it afresh; the other tests run Beam in process, since each worker costs seconds to start."""
     from pipeline.configs import PipelineConfig
 
-    workers = PipelineConfig.__dataclass_fields__["beam_args"].default
+    workers = PipelineConfig.beam_args  # the field's default
     assert "--direct_running_mode=multi_processing" in workers
     written = {}
     for name, args in (("workers", workers), ("process", BEAM_ARGS)):
