@@ -15,12 +15,21 @@ import dataclasses
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 from keras import ops
 
 from model.attention_settings import HopAttention, hop_attention_of
 from model.hop_attention import HopTrace, MemoryHop, attention_outputs
 from model.serialization import ConfiguredModel
-from model.settings import ENCODINGS, WEIGHT_TYINGS, Encoding, WeightTying, check_choice
+from model.settings import (
+    ENCODINGS,
+    TEMPORAL_GRIDS,
+    WEIGHT_TYINGS,
+    Encoding,
+    TemporalGrid,
+    WeightTying,
+    check_choice,
+)
 from model.stacking import Seeds, StackableLayer, take_per_seed
 
 
@@ -40,7 +49,8 @@ class MemN2NConfig(HopAttention):
     # Empty slots count in each hop's softmax denominator (as the paper's code); see MemoryHop
     # and docs/decisions/empty-slots-in-denominator.md
     empty_in_denominator: bool = True
-    temporal: bool = True  # learned T_A, T_C per memory slot
+    temporal: bool = True  # learned T_A, T_C
+    temporal_grid: TemporalGrid = "slot"  # one vector per slot (the paper), or "log": log_blend
     random_noise: float = 0.1  # RN: fraction of empty memories inserted in training; 0 = off
     weight_tying: WeightTying = "adjacent"
     init_stddev: float = 0.1
@@ -48,6 +58,7 @@ class MemN2NConfig(HopAttention):
     def __post_init__(self) -> None:
         check_choice("encoding", self.encoding, ENCODINGS)
         check_choice("weight_tying", self.weight_tying, WEIGHT_TYINGS)
+        check_choice("temporal_grid", self.temporal_grid, TEMPORAL_GRIDS)
         if not 0 <= self.random_noise < 1:
             raise ValueError(f"random_noise {self.random_noise} must be in [0, 1)")
         self.check_attention(self.embedding_dim)
@@ -111,22 +122,47 @@ class SentenceEncoder(StackableLayer):
         return {**super().get_config(), "vocab_size": self.vocab_size, "dim": self.dim}
 
 
-class TemporalEncoding(StackableLayer):
-    """A learned vector per memory slot (T_A or T_C), added to the encoded memories."""
+def log_blend(memory_size: int) -> np.ndarray:
+    """[N, A]: each slot's weights on A anchors at slots 0, 1, 3, 7, ..., 2^(A-1) - 1 (the
+    fewest that reach slot N - 1), linear in log2(1 + slot) between its two neighbours."""
+    position = np.log2(1.0 + np.arange(memory_size))  # anchor a sits at position a
+    anchors = int(np.ceil(position[-1])) + 1
+    low = np.floor(position).astype(int)
+    high = np.minimum(low + 1, anchors - 1)
+    blend = np.zeros((memory_size, anchors), "float32")
+    rows = np.arange(memory_size)
+    blend[rows, low] = 1.0 - (position - low)
+    blend[rows, high] += position - low
+    return blend
 
-    def __init__(self, memory_size: int, dim: int, init_stddev: float, **kwargs):
+
+class TemporalEncoding(StackableLayer):
+    """A learned vector per memory slot (T_A or T_C), added to the encoded memories; with the
+    "log" grid, each slot's vector is blended from a few learned anchors (`log_blend`), so that
+    a memory of 1000 slots learns 11 vectors, each trained by every slot near it."""
+
+    def __init__(
+        self, memory_size: int, dim: int, init_stddev: float, grid: str = "slot", **kwargs
+    ):
         super().__init__(init_stddev, **kwargs)
-        self.memory_size, self.dim = memory_size, dim
+        check_choice("grid", grid, TEMPORAL_GRIDS)
+        self.memory_size, self.dim, self.grid = memory_size, dim, grid
+        self.blend = log_blend(memory_size) if grid == "log" else None  # [N, A]
 
     def build(self, input_shape) -> None:
-        self.table = self.normal_weight((self.memory_size, self.dim), "table")
+        rows = self.memory_size if self.blend is None else self.blend.shape[1]
+        self.table = self.normal_weight((rows, self.dim), "table")
 
     def call(self, memories):
         """memories: [B, N, d], or [S, B, N, d] when stacked; returns the same shape."""
-        return memories + ops.expand_dims(self.table, -3)
+        table = self.table  # [(S,) N or A, d]
+        if self.blend is not None:
+            table = ops.einsum("na,...ad->...nd", self.blend, table)
+        return memories + ops.expand_dims(table, -3)
 
     def get_config(self) -> dict:
-        return {**super().get_config(), "memory_size": self.memory_size, "dim": self.dim}
+        config = {"memory_size": self.memory_size, "dim": self.dim, "grid": self.grid}
+        return {**super().get_config(), **config}
 
 
 class Linear(StackableLayer):
@@ -213,7 +249,8 @@ class MemN2N(ConfiguredModel):
         def temporal(name: str) -> TemporalEncoding | None:
             if not config.temporal:
                 return None
-            return TemporalEncoding(config.memory_size, d, stddev, seeds=stack, name=name)
+            grid = config.temporal_grid
+            return TemporalEncoding(config.memory_size, d, stddev, grid, seeds=stack, name=name)
 
         if config.weight_tying == "adjacent":
             # E_0..E_K: A_k = E_(k-1), C_k = E_k, B = A_1, answer W = C_K transposed.

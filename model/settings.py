@@ -13,6 +13,10 @@ ModelKind = Literal["memn2n", "lstm"]  # the memory network, or its LSTM baselin
 MODELS: tuple[ModelKind, ...] = ("memn2n", "lstm")
 Encoding = Literal["bow", "position"]  # sentence encoding: bag of words, or position (PE)
 ENCODINGS: tuple[Encoding, ...] = ("bow", "position")
+# Temporal vectors: one learned per memory slot (the paper's T_A, T_C), or learned at slots 0, 1,
+# 3, 7, ..., 2^a - 1 and blended linearly in log(1 + slot) between them (model.memn2n.log_blend)
+TemporalGrid = Literal["slot", "log"]
+TEMPORAL_GRIDS: tuple[TemporalGrid, ...] = ("slot", "log")
 WeightTying = Literal["adjacent", "layerwise"]
 WEIGHT_TYINGS: tuple[WeightTying, ...] = ("adjacent", "layerwise")
 Reduction = Literal["sum", "mean"]  # the loss over a batch: summed (the paper's code), or averaged

@@ -166,6 +166,12 @@ def test_bench_longmem_writes_the_curve_and_its_plot_and_resumes(tmp_path, capsy
     assert resumed["summary"]["scattered"]["chosen_on_validation"] in ("plain", "slot-conv")
     assert "scattered: chosen on validation at N=20: " in printed
     assert resumed["placements"] == ["block", "scattered"]
+    written_before_temporal_grid = json.loads(out.read_text())
+    del written_before_temporal_grid["config"]["temporal_grid"]  # it held the default then
+    out.write_text(json.dumps(written_before_temporal_grid))
+    assert main([*args, "--variants", "plain", "--placements", "scattered", "--resume"]) == 0
+    assert main([*args, "--variants", "plain", "--resume", "--set", "temporal_grid=log"]) == 1
+    assert "other settings (temporal_grid); not resumed" in capsys.readouterr().err
     assert main([*args, "--variants", "plain", "--resume", "--set", "epochs=2"]) == 1
     assert "other settings (epochs); not resumed" in capsys.readouterr().err
     write_babi(pathlib.Path(babi), fixture_files(stories_per_file=10), "en-10k")

@@ -19,6 +19,8 @@ from model.memn2n import (
     MemN2NConfig,
     RandomEmptyMemories,
     SentenceEncoder,
+    TemporalEncoding,
+    log_blend,
     set_linear_start,
     unstack,
     word_weights,
@@ -67,6 +69,27 @@ def test_output_and_attention_shapes():
     outputs = MemN2N(CONFIG)(batch())
     assert tuple(outputs["answer_logits"].shape) == (2, 30)
     assert tuple(outputs["attention"].shape) == (2, 3, 6)
+
+
+def test_the_log_grid_blends_a_few_anchors_linearly_in_log_slot():
+    blend = log_blend(1000)
+    assert blend.shape == (1000, 11)
+    np.testing.assert_allclose(blend.sum(1), 1.0, rtol=1e-6)
+    for a in range(10):  # anchor a is slot 2^a - 1 exactly
+        np.testing.assert_array_equal(blend[2**a - 1], np.eye(11)[a])
+    # slot 2 sits log2(3) - 1 of the way from anchor 1 (slot 1) to anchor 2 (slot 3)
+    np.testing.assert_allclose(blend[2, 1:3], [2 - np.log2(3), np.log2(3) - 1], rtol=1e-6)
+    assert log_blend(50).shape == (50, 7) and log_blend(1).tolist() == [[1.0]]
+
+
+def test_the_log_grid_adds_each_slots_blend_of_its_anchors():
+    layer = TemporalEncoding(memory_size=20, dim=4, init_stddev=0.1, grid="log")
+    added = keras.ops.convert_to_numpy(layer(np.zeros((2, 20, 4), "float32")))
+    anchors = keras.ops.convert_to_numpy(layer.table)
+    assert anchors.shape == (6, 4)  # slots 0, 1, 3, 7, 15 and 31
+    np.testing.assert_allclose(added[1], log_blend(20) @ anchors, atol=1e-6)
+    with pytest.raises(ValueError, match="temporal_grid 'linear'"):
+        dataclasses.replace(CONFIG, temporal_grid="linear")
 
 
 @pytest.mark.parametrize(
@@ -165,8 +188,13 @@ def test_save_and_reload_give_identical_outputs(tmp_path):
 
 @pytest.mark.parametrize(
     "changes",
-    [{"weight_tying": "adjacent"}, {"weight_tying": "layerwise"}, EVERY_MTA_PIECE],
-    ids=["adjacent", "layerwise", "mta"],
+    [
+        {"weight_tying": "adjacent"},
+        {"weight_tying": "layerwise"},
+        EVERY_MTA_PIECE,
+        {"temporal_grid": "log"},
+    ],
+    ids=["adjacent", "layerwise", "mta", "log-temporal"],
 )
 def test_a_stack_is_its_seeds_side_by_side(changes, tmp_path):
     """Seed s of a stack computes what seed s alone computes, on shared or per-seed inputs, and

@@ -240,7 +240,8 @@ def run_longmem_benchmark(
         with open(out) as f:
             earlier = json.load(f)
         asked = {**record["config"], "train_set": train_set, "growth": record["growth"]}
-        asked_before = {
+        asked_before = {  # a setting added since, absent there, had its default
+            **{f.name: f.default for f in dataclasses.fields(BabiTrainConfig)},
             **earlier["config"],
             "train_set": earlier.get("train_set", "en"),
             "growth": earlier.get("growth", dataclasses.asdict(Growth())),

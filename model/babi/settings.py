@@ -9,8 +9,10 @@ from typing import Literal
 from model.attention_settings import HopAttention
 from model.settings import (
     MODELS,
+    TEMPORAL_GRIDS,
     Encoding,
     ModelKind,
+    TemporalGrid,
     WeightTying,
     check_choice,
     check_positive,
@@ -37,6 +39,7 @@ class BabiTrainConfig(HopAttention):
     position_scale: float = 2.0  # docs/decisions/position-encoding-scale.md
     empty_in_denominator: bool = True  # docs/decisions/empty-slots-in-denominator.md
     temporal: bool = True
+    temporal_grid: TemporalGrid = "slot"  # "log" for long memories: model.settings
     random_noise: float = 0.1  # RN
     weight_tying: WeightTying = "adjacent"
     init_stddev: float = 0.1
@@ -73,6 +76,7 @@ class BabiTrainConfig(HopAttention):
         )
         if self.learning_rate <= 0 or self.linear_start_learning_rate <= 0:
             raise ValueError("learning rates must be positive")
+        check_choice("temporal_grid", self.temporal_grid, TEMPORAL_GRIDS)
         self.check_attention(self.embedding_dim)
 
 

@@ -36,6 +36,7 @@ def memn2n_config(config: BabiTrainConfig, vocab_size: int, sentence_size: int) 
         position_scale=config.position_scale,
         empty_in_denominator=config.empty_in_denominator,
         temporal=config.temporal,
+        temporal_grid=config.temporal_grid,
         random_noise=config.random_noise,
         weight_tying=config.weight_tying,
         init_stddev=config.init_stddev,
