@@ -29,7 +29,8 @@ from model.figures import pyplot, save_figure
 from model.settings import check_choice
 from model.stacking import SeedBatches
 
-# The hops' attention of each variant: fields of model.attention_settings.HopAttention.
+# Each variant's settings: the hops' attention (fields of model.attention_settings.HopAttention),
+# or plain hops with temporal vectors blended from log-spaced anchors (model.memn2n.log_blend).
 VARIANTS: dict[str, dict[str, Any]] = {
     "plain": {},
     "slot-conv": {"slot_kernel": 3},
@@ -37,6 +38,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "post-conv": {"post_slot_kernel": 3},
     "heads-mixed": {"heads": 2, "head_mix": True, "post_head_group": 2},
     "top-k": {"top_k": 10},
+    "log-temporal": {"temporal_grid": "log"},
 }
 ROWS_PER_CALL = 1 << 16  # memory slots per scoring call: bounds its [B N, d] embeddings
 
