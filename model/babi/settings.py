@@ -39,7 +39,7 @@ class BabiTrainConfig(HopAttention):
     position_scale: float = 2.0  # docs/decisions/position-encoding-scale.md
     empty_in_denominator: bool = True  # docs/decisions/empty-slots-in-denominator.md
     temporal: bool = True
-    temporal_grid: TemporalGrid = "slot"  # "log" for long memories: model.settings
+    temporal_grid: TemporalGrid = "slot"  # docs/decisions/log-temporal-grid.md
     random_noise: float = 0.1  # RN
     weight_tying: WeightTying = "adjacent"
     init_stddev: float = 0.1
