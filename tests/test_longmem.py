@@ -205,6 +205,22 @@ def test_the_curve_averages_only_the_tasks_run_at_every_size_for_every_variant()
     assert complete_tasks(record, "block") == [2]
 
 
+def test_a_curve_keeps_a_task_whose_variants_reach_different_sizes():
+    """qa1 with one variant at N = 2000 and 5000 and the other at 2000 only is still drawn; qa2,
+    which lacks the first variant's 5000, is not."""
+    units = [
+        {"task": t, "memory": m, "placement": "scattered", "variant": v}
+        for t, m, v in [
+            (1, 2000, "log-temporal"),
+            (1, 5000, "log-temporal"),
+            (1, 2000, "plain"),
+            (2, 2000, "log-temporal"),
+            (2, 2000, "plain"),
+        ]
+    ]
+    assert complete_tasks({"tasks": [1, 2], "units": units}, "scattered") == [1]
+
+
 def test_the_summary_chooses_on_validation_among_the_variants_run_on_every_task():
     """Means over the tasks a variant has at every N; top-k, on qa1 only, is not chosen though
     its validation error is the lowest; plain and conv tie on error, and conv's loss is lower."""

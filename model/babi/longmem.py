@@ -293,15 +293,17 @@ def write_json(record: dict, path: str) -> None:
 
 
 def complete_tasks(record: dict, placement: str) -> list[int]:
-    """The tasks with a unit at every memory size for every variant of `placement`: the only
-    ones a curve may average, so that each of its points averages the same tasks."""
+    """The tasks that each variant of `placement` has at every memory size it was run at: the
+    only ones a curve may average, so that each of its points averages the same tasks."""
     units = [u for u in record["units"] if u["placement"] == placement]
     have = {(u["task"], u["memory"], u["variant"]) for u in units}
-    variants, memories = {u["variant"] for u in units}, {u["memory"] for u in units}
+    memories_of: dict[str, set[int]] = {}
+    for unit in units:
+        memories_of.setdefault(unit["variant"], set()).add(unit["memory"])
     return [
         task
         for task in record["tasks"]
-        if all((task, m, v) in have for m in memories for v in variants)
+        if all((task, m, v) in have for v, memories in memories_of.items() for m in memories)
     ]
 
 
@@ -364,7 +366,7 @@ def rounded(means: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
 
 def plot(record: dict, path: str) -> None:
     """Accuracy and attention mass on the supporting facts (mean over hops) against N, averaged
-    over the tasks run at every N for every variant: one line per variant, one column per
+    over `complete_tasks`: one line per variant over the N it was run at, one column per
     placement."""
     placements = record["placements"]
     figure, axes = pyplot().subplots(2, len(placements), figsize=(6 * len(placements), 8))
