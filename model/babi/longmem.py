@@ -297,14 +297,8 @@ def complete_tasks(record: dict, placement: str) -> list[int]:
     only ones a curve may average, so that each of its points averages the same tasks."""
     units = [u for u in record["units"] if u["placement"] == placement]
     have = {(u["task"], u["memory"], u["variant"]) for u in units}
-    memories_of: dict[str, set[int]] = {}
-    for unit in units:
-        memories_of.setdefault(unit["variant"], set()).add(unit["memory"])
-    return [
-        task
-        for task in record["tasks"]
-        if all((task, m, v) in have for v, memories in memories_of.items() for m in memories)
-    ]
+    run_at = {(memory, variant) for _, memory, variant in have}
+    return [task for task in record["tasks"] if all((task, *mv) in have for mv in run_at)]
 
 
 def summarize(record: dict) -> dict:
