@@ -181,11 +181,15 @@ def test_bench_longmem_writes_the_curve_and_its_plot_and_resumes(tmp_path, capsy
     assert "other settings (growth); not resumed" in capsys.readouterr().err
 
 
+def scattered_units(runs: list[tuple[int, int, str]]) -> list[dict]:
+    """Units of the scattered placement, from (task, memory, variant)."""
+    return [{"task": t, "memory": m, "placement": "scattered", "variant": v} for t, m, v in runs]
+
+
 def test_the_curve_averages_only_the_tasks_run_at_every_size_for_every_variant():
     """A task part-way through (qa2 at N=50 only, or for one variant) would bend the curve."""
-    units = [
-        {"task": t, "memory": m, "placement": "scattered", "variant": v}
-        for t, m, v in [
+    units = scattered_units(
+        [
             (1, 50, "plain"),
             (1, 1000, "plain"),
             (1, 50, "top-k"),
@@ -198,7 +202,7 @@ def test_the_curve_averages_only_the_tasks_run_at_every_size_for_every_variant()
             (3, 50, "top-k"),
             (3, 1000, "top-k"),
         ]
-    ]
+    )
     units.append({"task": 2, "memory": 50, "placement": "block", "variant": "plain"})
     record = {"tasks": [1, 2, 3], "units": units}
     assert complete_tasks(record, "scattered") == [1, 3]
@@ -208,16 +212,15 @@ def test_the_curve_averages_only_the_tasks_run_at_every_size_for_every_variant()
 def test_a_curve_keeps_a_task_whose_variants_reach_different_sizes():
     """qa1 with one variant at N = 2000 and 5000 and the other at 2000 only is still drawn; qa2,
     which lacks the first variant's 5000, is not."""
-    units = [
-        {"task": t, "memory": m, "placement": "scattered", "variant": v}
-        for t, m, v in [
+    units = scattered_units(
+        [
             (1, 2000, "log-temporal"),
             (1, 5000, "log-temporal"),
             (1, 2000, "plain"),
             (2, 2000, "log-temporal"),
             (2, 2000, "plain"),
         ]
-    ]
+    )
     assert complete_tasks({"tasks": [1, 2], "units": units}, "scattered") == [1]
 
 
